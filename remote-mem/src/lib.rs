@@ -1,0 +1,1 @@
+//! Remote memory: wire protocol, memory server, client, RAM-ext and swap backends.

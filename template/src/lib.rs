@@ -1,0 +1,1 @@
+//! Snapshot/template format, copy-on-write fork and resize plans.

@@ -1,0 +1,1 @@
+//! Shared harness for Revenant's integration tests.
