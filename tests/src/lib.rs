@@ -1,1 +1,9 @@
-//! Shared harness for Revenant's integration tests.
+//! Shared harness for Revenant's integration tests: finding the real binaries, deciding
+//! whether a test can run here (and saying so loudly when it can't), driving the VMM over
+//! its API socket, and assembling tiny test guests.
+
+pub mod api_client;
+pub mod bins;
+pub mod guests;
+pub mod skip;
+pub mod vmm_process;

@@ -1,1 +1,85 @@
-fn main() {}
+use std::sync::mpsc::channel;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use revenant_vmm::api::server;
+use revenant_vmm::cli::Cli;
+use revenant_vmm::controller::Controller;
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("revenant: error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    if !cli.seccomp {
+        tracing::info!(
+            "--seccomp false: nothing to disable, seccomp filters are not implemented yet"
+        );
+    }
+    let (exit_tx, exit_rx) = channel();
+    let controller = Arc::new(Mutex::new(Controller::new(exit_tx)));
+
+    if let Some(socket) = &cli.api_socket {
+        // Guest-initiated stops arrive on their own thread and just update the VM's state.
+        let watched = controller.clone();
+        std::thread::Builder::new()
+            .name("vm-exit".into())
+            .spawn(move || {
+                for exit in exit_rx {
+                    watched
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .on_guest_exit(exit);
+                }
+            })
+            .context("cannot start the VM exit watcher")?;
+        server::serve(socket, controller.clone())?;
+        // Stop the VM (if any) before leaving; its threads must not outlive the process' state.
+        let _ = controller
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .shutdown();
+        return Ok(0);
+    }
+
+    if cli.kernel.is_none() && cli.test_guest.is_none() {
+        anyhow::bail!("nothing to run: give --kernel or --test-guest to boot, or --api-socket to wait for API calls (see --help)");
+    }
+    let mut ctl = controller.lock().unwrap_or_else(|p| p.into_inner());
+    ctl.create(cli.vm_config())?;
+    ctl.boot()?;
+    drop(ctl);
+    let exit = exit_rx.recv().context("VM exit channel closed")?;
+    let mut ctl = controller.lock().unwrap_or_else(|p| p.into_inner());
+    ctl.on_guest_exit(exit);
+    let code = ctl.last_exit().map(|e| e.exit_code()).unwrap_or(1);
+    if let Some(revenant_vmm::devices::exit::GuestExit::Crash(why)) = ctl.last_exit() {
+        eprintln!("revenant: guest crashed: {why}");
+    }
+    Ok(code)
+}

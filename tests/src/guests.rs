@@ -1,0 +1,288 @@
+//! Tiny test guests, assembled here with iced-x86.
+//!
+//! On this host's PVM KVM, guest code at CPL0 is emulated (~1-4 M instructions/s) while CPL3
+//! runs natively (shared/PVM.md), so the long-mode guests keep CPL0 to setup and a tiny
+//! exception handler and run their workload at CPL3.
+//!
+//! Conventions shared with the VMM's test-guest loader: real-mode images load at 0x10000
+//! (CS = DS = 0x1000, IP = 0); long-mode images load and start at 0x100000 with the VMM's
+//! identity map (user-accessible), its GDT (user CS 0x33, SS 0x2b) and a TSS whose RSP0
+//! is the boot stack (where exceptions from CPL3 land).
+//! Results go to the test-report port 0xf4 (32-bit OUT); `out 0x64, 0xfe` ends the VM.
+
+use iced_x86::code_asm::*;
+
+pub const LONG_MODE_BASE: u64 = 0x10_0000;
+pub const TEST_REPORT_PORT: u8 = 0xf4;
+const COM1: u16 = 0x3f8;
+const USER_CS: u64 = 0x33;
+const USER_SS: u64 = 0x2b;
+const USER_STACK: u64 = 0x9_0000;
+/// Where the checksum guest's workload pages start (above its own code).
+pub const WORKLOAD_BASE: u64 = 0x20_0000;
+const PATTERN_MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
+const PATTERN_OFFSET: i32 = 0x1234;
+
+fn assemble(a: &mut CodeAssembler, base: u64) -> Vec<u8> {
+    a.assemble(base).expect("test guest assembles")
+}
+
+/// Ends the VM through the i8042 reset line, as Linux's `reboot=k` does.
+fn reset(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.mov(al, 0xfe_u32 as i32)?;
+    a.out(0x64, al)?;
+    let mut forever = a.create_label();
+    a.set_label(&mut forever)?;
+    a.hlt()?;
+    a.jmp(forever)?;
+    Ok(())
+}
+
+/// Real mode: prints `message` on COM1, then resets. Its first instruction already leads
+/// to a serial byte (the start-latency benchmark measures up to that byte).
+pub fn real_mode_hello(message: &str) -> Vec<u8> {
+    // 16-bit code can't take a label's address with LEA here, so assemble the code once to
+    // learn its length (the MOV's immediate doesn't change it), then again with the
+    // message's real offset, and append the message.
+    let code = |msg_offset: u32| -> Vec<u8> {
+        let mut a = CodeAssembler::new(16).expect("16-bit assembler");
+        let build = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+            let mut next = a.create_label();
+            let mut done = a.create_label();
+            a.mov(dx, COM1 as u32)?;
+            a.mov(si, msg_offset)?;
+            a.set_label(&mut next)?;
+            a.mov(al, byte_ptr(si))?;
+            a.test(al, al)?;
+            a.jz(done)?;
+            a.out(dx, al)?;
+            a.inc(si)?;
+            a.jmp(next)?;
+            a.set_label(&mut done)?;
+            reset(a)
+        };
+        build(&mut a).expect("real-mode hello");
+        assemble(&mut a, 0)
+    };
+    let mut image = code(code(0).len() as u32);
+    image.extend_from_slice(message.as_bytes());
+    image.push(0);
+    image
+}
+
+/// Real mode: prints `ready\n`, then halts with interrupts off, forever.
+pub fn real_mode_halt() -> Vec<u8> {
+    let mut a = CodeAssembler::new(16).expect("16-bit assembler");
+    let build = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+        a.cli()?;
+        a.mov(dx, COM1 as u32)?;
+        for b in b"ready\n" {
+            a.mov(al, *b as u32)?;
+            a.out(dx, al)?;
+        }
+        let mut forever = a.create_label();
+        a.set_label(&mut forever)?;
+        a.hlt()?;
+        a.jmp(forever)?;
+        Ok(())
+    };
+    build(&mut a).expect("real-mode halt");
+    assemble(&mut a, 0)
+}
+
+/// Where the long-mode guests build their IDT, and the IDTR image that points at it.
+const IDT_BASE: u64 = 0x1000;
+const IDTR_ADDR: u64 = 0xff0;
+const VECTOR_UD: u64 = 6;
+const VECTOR_GP: u64 = 13;
+const VECTOR_PF: u64 = 14;
+/// Reported by the fault handler, plus the vector, when the guest takes an unexpected fault.
+pub const FAULT_REPORT: u32 = 0xdead_0000;
+
+/// CPL0 prologue of the long-mode guests: installs an IDT whose #UD gate enters `service`
+/// and whose #GP/#PF gates enter a handler that reports `FAULT_REPORT | vector` and resets,
+/// then IRETQs to `user` at CPL3 with interrupts off.
+///
+/// Why #UD and not SYSCALL: on this host's PVM KVM a SYSCALL from guest CPL3 jumps to LSTAR
+/// but leaves the vCPU at CPL3 (CS stays 0x33), so the "kernel" side can't do port I/O.
+/// Exceptions through the IDT do switch to CPL0 (measured, see docs/pvm-notes.md); the
+/// workload ends its step with UD2 and the #UD handler acts as its system call.
+fn enter_user_mode(
+    a: &mut CodeAssembler,
+    user: CodeLabel,
+    service: CodeLabel,
+) -> Result<(), IcedError> {
+    let mut fault_gp = a.create_label();
+    let mut fault_pf = a.create_label();
+    let mut start = a.create_label();
+    a.jmp(start)?;
+    for (mut label, vector) in [(fault_gp, VECTOR_GP), (fault_pf, VECTOR_PF)] {
+        a.set_label(&mut label)?;
+        a.mov(eax, FAULT_REPORT | vector as u32)?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        reset(a)?;
+    }
+    a.set_label(&mut start)?;
+    for (label, vector) in [
+        (service, VECTOR_UD),
+        (fault_gp, VECTOR_GP),
+        (fault_pf, VECTOR_PF),
+    ] {
+        // 64-bit interrupt gate: offset 15:0, selector, type 0x8e (present, DPL0), offset
+        // 31:16, offset 63:32, reserved.
+        a.lea(rax, ptr(label))?;
+        a.mov(rbx, IDT_BASE + vector * 16)?;
+        a.mov(word_ptr(rbx), ax)?;
+        a.mov(word_ptr(rbx + 2), 0x10u32)?;
+        a.mov(word_ptr(rbx + 4), 0x8e00u32)?;
+        a.shr(rax, 16)?;
+        a.mov(word_ptr(rbx + 6), ax)?;
+        a.shr(rax, 16)?;
+        a.mov(dword_ptr(rbx + 8), eax)?;
+        a.mov(dword_ptr(rbx + 12), 0u32)?;
+    }
+    a.mov(rbx, IDTR_ADDR)?;
+    a.mov(word_ptr(rbx), (256 * 16 - 1) as u32)?;
+    a.mov(qword_ptr(rbx + 2), IDT_BASE as i32)?;
+    a.lidt(ptr(rbx))?;
+    a.lea(rax, ptr(user))?;
+    a.push(USER_SS as i32)?;
+    a.push(USER_STACK as i32)?;
+    a.push(0x2)?; // RFLAGS: reserved bit only, interrupts off
+    a.push(USER_CS as i32)?;
+    a.push(rax)?;
+    a.iretq()?;
+    Ok(())
+}
+
+/// Expected value of u64 number `i` written by [`long_mode_checksum`].
+pub fn pattern(i: u64) -> u64 {
+    i.wrapping_mul(PATTERN_MULTIPLIER)
+        .wrapping_add(PATTERN_OFFSET as u64)
+}
+
+/// The checksum [`long_mode_checksum`] reports for `pages` pages.
+pub fn expected_checksum(pages: u64) -> u32 {
+    let sum = (0..pages * 512).fold(0u64, |s, i| s.wrapping_add(pattern(i)));
+    ((sum >> 32) ^ sum) as u32
+}
+
+/// 64-bit guest: drops to CPL3, writes [`pattern`] to `pages` pages from
+/// [`WORKLOAD_BASE`], reads them back, then SYSCALLs to a CPL0 handler that reports three
+/// values: the CPL the workload ran at, the number of mismatching words, and the folded sum
+/// of what it read ([`expected_checksum`]). Then it resets.
+pub fn long_mode_checksum(pages: u64) -> Vec<u8> {
+    let mut a = CodeAssembler::new(64).expect("64-bit assembler");
+    let words = pages * 512;
+    let build = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+        let mut user = a.create_label();
+        let mut handler = a.create_label();
+        enter_user_mode(a, user, handler)?;
+
+        a.set_label(&mut user)?;
+        a.mov(ax, cs)?;
+        a.and(eax, 3)?;
+        a.mov(r13d, eax)?;
+        a.mov(r8, PATTERN_MULTIPLIER)?;
+        a.mov(rsi, WORKLOAD_BASE)?;
+        a.mov(r12, words)?;
+        // Write pass.
+        a.xor(ecx, ecx)?;
+        let mut write = a.create_label();
+        a.set_label(&mut write)?;
+        a.mov(rax, rcx)?;
+        a.imul_2(rax, r8)?;
+        a.add(rax, PATTERN_OFFSET)?;
+        a.mov(qword_ptr(rsi + rcx * 8), rax)?;
+        a.inc(rcx)?;
+        a.cmp(rcx, r12)?;
+        a.jb(write)?;
+        // Read-and-check pass.
+        a.xor(ecx, ecx)?;
+        a.xor(r9d, r9d)?;
+        a.xor(r10d, r10d)?;
+        let mut read = a.create_label();
+        let mut same = a.create_label();
+        a.set_label(&mut read)?;
+        a.mov(rax, qword_ptr(rsi + rcx * 8))?;
+        a.add(r9, rax)?;
+        a.mov(rdx, rcx)?;
+        a.imul_2(rdx, r8)?;
+        a.add(rdx, PATTERN_OFFSET)?;
+        a.cmp(rax, rdx)?;
+        a.je(same)?;
+        a.inc(r10)?;
+        a.set_label(&mut same)?;
+        a.inc(rcx)?;
+        a.cmp(rcx, r12)?;
+        a.jb(read)?;
+        a.mov(rax, r9)?;
+        a.shr(rax, 32)?;
+        a.xor(r9d, eax)?;
+        a.ud2()?;
+
+        // CPL0: report and end.
+        a.set_label(&mut handler)?;
+        a.mov(eax, r13d)?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        a.mov(eax, r10d)?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        a.mov(eax, r9d)?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        reset(a)?;
+        Ok(())
+    };
+    build(&mut a).expect("long-mode checksum guest");
+    assemble(&mut a, LONG_MODE_BASE)
+}
+
+/// 64-bit guest that counts forever at CPL3 and, every 2^`shift` iterations, enters its CPL0
+/// service handler (UD2) to report the number of reports so far (1, 2, 3, ...). Progress is visible in
+/// `vm.counters`, so a test can tell whether the vCPU runs.
+pub fn long_mode_ticker(shift: u32) -> Vec<u8> {
+    let mut a = CodeAssembler::new(64).expect("64-bit assembler");
+    let build = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+        let mut user = a.create_label();
+        let mut handler = a.create_label();
+        enter_user_mode(a, user, handler)?;
+
+        a.set_label(&mut user)?;
+        a.xor(ebx, ebx)?;
+        a.xor(edi, edi)?;
+        let mut spin = a.create_label();
+        a.set_label(&mut spin)?;
+        a.inc(rbx)?;
+        a.mov(rax, rbx)?;
+        a.shl(rax, 64 - shift)?;
+        a.jnz(spin)?;
+        a.inc(edi)?;
+        a.ud2()?;
+        a.jmp(spin)?;
+
+        // CPL0: report, then return past the 2-byte UD2 to CPL3.
+        a.set_label(&mut handler)?;
+        a.mov(eax, edi)?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        a.add(qword_ptr(rsp), 2)?;
+        a.iretq()?;
+        Ok(())
+    };
+    build(&mut a).expect("long-mode ticker guest");
+    assemble(&mut a, LONG_MODE_BASE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guests_assemble_and_start_where_the_vmm_enters() {
+        let hello = real_mode_hello("hi");
+        // mov dx, 0x3f8 is the very first instruction.
+        assert_eq!(&hello[..3], &[0xba, 0xf8, 0x03]);
+        assert!(hello.ends_with(b"hi\0"));
+        assert!(!long_mode_checksum(4).is_empty());
+        assert!(!long_mode_ticker(20).is_empty());
+        assert_ne!(expected_checksum(1), expected_checksum(2));
+    }
+}

@@ -1,0 +1,141 @@
+//! Starting the real `revenant` binary, as kata does (API socket) or directly (flags).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::api_client::ApiClient;
+use crate::bins::binary;
+
+/// A `revenant --api-socket` process; killed on drop if still running.
+pub struct ApiVmm {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub client: ApiClient,
+}
+
+impl ApiVmm {
+    /// Starts the VMM and waits until `vmm.ping` answers, polling every 10 ms for up to
+    /// 10 s exactly like kata's runtime.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("api.sock");
+        let child = Command::new(binary("revenant"))
+            .arg("--api-socket")
+            .arg(&socket)
+            .arg("-v")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join("stdout")).expect("stdout file"))
+            .stderr(std::fs::File::create(dir.path().join("stderr")).expect("stderr file"))
+            .spawn()
+            .expect("spawn revenant");
+        let mut client = ApiClient::new(&socket);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if socket.exists() {
+                if let Ok(r) = client.request("GET", "vmm.ping", None) {
+                    if r.status < 300 {
+                        break;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "revenant did not answer vmm.ping within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        ApiVmm {
+            child,
+            dir,
+            socket,
+            client,
+        }
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout")).unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_with_timeout(&mut self.child, timeout)
+    }
+}
+
+impl Drop for ApiVmm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Result of a direct-boot run.
+pub struct DirectRun {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `revenant ARGS` to completion (killed after `timeout`, which fails the test).
+pub fn run_direct(args: &[&str], timeout: Duration) -> DirectRun {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("stdout");
+    let err = dir.path().join("stderr");
+    let mut child = Command::new(binary("revenant"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("stdout file"))
+        .stderr(std::fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("spawn revenant");
+    let status = wait_with_timeout(&mut child, timeout);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let stdout = std::fs::read_to_string(&out).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    let status = status.unwrap_or_else(|| {
+        panic!("revenant {args:?} ran past {timeout:?}\nstdout: {stdout}\nstderr: {stderr}")
+    });
+    DirectRun {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// Writes a guest image into `dir` and returns its path.
+pub fn write_guest(dir: &Path, name: &str, code: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, code).expect("write guest image");
+    p
+}
+
+/// Values the guest reported on the test-report port, parsed from the VMM's stderr.
+pub fn test_reports(stderr: &str) -> Vec<u32> {
+    stderr
+        .lines()
+        .filter_map(|l| l.split("revenant: test-report ").nth(1))
+        .filter_map(|v| u32::from_str_radix(v.trim().trim_start_matches("0x"), 16).ok())
+        .collect()
+}

@@ -1,0 +1,119 @@
+//! One handler per endpoint; each parses its body, calls the controller, answers.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use super::body;
+use super::error::ApiError;
+use crate::config::VmConfig;
+use crate::controller::Controller;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub controller: Arc<Mutex<Controller>>,
+    /// Notified by `vmm.shutdown` once its answer is on its way.
+    pub shutdown: Arc<Notify>,
+}
+
+impl ApiState {
+    fn controller(&self) -> MutexGuard<'_, Controller> {
+        self.controller.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/vmm.ping", get(vmm_ping))
+        .route("/api/v1/vmm.shutdown", put(vmm_shutdown))
+        .route("/api/v1/vm.create", put(vm_create))
+        .route("/api/v1/vm.boot", put(vm_boot))
+        .route("/api/v1/vm.info", get(vm_info))
+        .route("/api/v1/vm.pause", put(vm_pause))
+        .route("/api/v1/vm.resume", put(vm_resume))
+        .route("/api/v1/vm.shutdown", put(vm_shutdown))
+        .route("/api/v1/vm.counters", get(vm_counters))
+        .fallback(unknown_endpoint)
+        .with_state(state)
+}
+
+#[derive(Serialize)]
+struct Ping {
+    build_version: &'static str,
+    version: &'static str,
+    pid: u32,
+    features: Vec<&'static str>,
+}
+
+async fn vmm_ping() -> Json<Ping> {
+    Json(Ping {
+        build_version: env!("CARGO_PKG_VERSION"),
+        version: env!("CARGO_PKG_VERSION"),
+        pid: std::process::id(),
+        features: vec![],
+    })
+}
+
+async fn vmm_shutdown(State(state): State<ApiState>) -> StatusCode {
+    // The server stops after this answer is written (graceful shutdown), never before: kata
+    // treats an unanswered vmm.shutdown as a failed stop.
+    state.shutdown.notify_one();
+    StatusCode::NO_CONTENT
+}
+
+async fn vm_create(State(state): State<ApiState>, raw: Bytes) -> ApiResult {
+    let (config, ignored) = body::parse::<VmConfig>(&raw)?;
+    if !ignored.is_empty() {
+        tracing::warn!(
+            "vm.create: ignoring unknown or unsupported fields: {}",
+            ignored.join(", ")
+        );
+    }
+    state.controller().create(config)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn vm_boot(State(state): State<ApiState>) -> ApiResult {
+    state.controller().boot()?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn vm_info(State(state): State<ApiState>) -> ApiResult {
+    Ok(Json(state.controller().info()?).into_response())
+}
+
+async fn vm_pause(State(state): State<ApiState>) -> ApiResult {
+    state.controller().pause()?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn vm_resume(State(state): State<ApiState>) -> ApiResult {
+    state.controller().resume()?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn vm_shutdown(State(state): State<ApiState>) -> ApiResult {
+    state.controller().shutdown()?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn vm_counters(State(state): State<ApiState>) -> ApiResult {
+    Ok(Json(state.controller().counters()?).into_response())
+}
+
+async fn unknown_endpoint(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "path",
+        format!("no endpoint {}", uri.path()),
+    )
+}

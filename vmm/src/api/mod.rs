@@ -1,0 +1,8 @@
+//! The REST API on a Unix socket: Cloud Hypervisor's `/api/v1/` paths and JSON fields, so
+//! kata's runtime can drive Revenant unchanged. `openapi.yaml` beside this file describes
+//! exactly what is implemented.
+
+pub mod body;
+pub mod error;
+pub mod handlers;
+pub mod server;

@@ -1,0 +1,181 @@
+//! Command-line flags: direct boot, or API mode exactly as kata starts Cloud Hypervisor.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::boot::test_guest::TestGuestMode;
+use crate::config::{
+    ConsoleConfig, ConsoleMode, CpusConfig, MemoryConfig, PayloadConfig, TestGuestConfig, VmConfig,
+};
+
+const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "revenant",
+    version,
+    about = "Revenant: a lightweight KVM VMM with copy-on-write template forking, memory disaggregation and an ACPI Sz sleep state",
+    after_help = "Examples:\n  \
+        revenant --kernel vmlinux --initramfs initrd.cpio --memory 256M --cpus 2\n  \
+        revenant --test-guest hello.bin --test-guest-mode real --serial file:/tmp/serial.log\n  \
+        revenant --api-socket /run/vc/vm/sandbox/clh-api.sock -v"
+)]
+pub struct Cli {
+    /// Serve the REST API on this Unix socket and wait for vm.create/vm.boot (how kata
+    /// starts its VMM); no VM is booted from flags in this mode.
+    /// Example: --api-socket /tmp/revenant.sock
+    #[arg(long, value_name = "PATH")]
+    pub api_socket: Option<PathBuf>,
+
+    /// Kernel to boot directly: an ELF vmlinux (PVH entry when present, else 64-bit entry) or
+    /// a bzImage. Example: --kernel ~/.cache/revenant/images/<hash>/vmlinux
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["api_socket", "test_guest"])]
+    pub kernel: Option<PathBuf>,
+
+    /// initramfs (cpio archive) handed to the kernel. Example: --initramfs initramfs.cpio.gz
+    #[arg(long, value_name = "FILE", requires = "kernel")]
+    pub initramfs: Option<PathBuf>,
+
+    /// Kernel command line. Example: --cmdline "console=ttyS0 reboot=k panic=1 quiet"
+    #[arg(long, value_name = "STRING", default_value = DEFAULT_CMDLINE, requires = "kernel")]
+    pub cmdline: String,
+
+    /// Raw machine-code test guest to run instead of a kernel (see --test-guest-mode).
+    /// Example: --test-guest guest.bin
+    #[arg(long, value_name = "FILE", conflicts_with = "api_socket")]
+    pub test_guest: Option<PathBuf>,
+
+    /// CPU mode the test guest starts in: `real` (loaded at 0x10000, CS=0x1000 IP=0) or
+    /// `long` (64-bit, loaded and entered at 0x100000, RDI = RAM size).
+    /// Example: --test-guest-mode long
+    #[arg(long, value_enum, default_value = "real", requires = "test_guest")]
+    pub test_guest_mode: TestGuestMode,
+
+    /// Number of vCPUs. Example: --cpus 2
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub cpus: u32,
+
+    /// Guest RAM with an optional K/M/G suffix (binary units). Example: --memory 256M
+    #[arg(long, default_value = "256M", value_parser = parse_size, value_name = "SIZE")]
+    pub memory: u64,
+
+    /// Where the guest's serial console (COM1) goes: `stdout`, `file:PATH`, `socket:PATH`
+    /// (the VMM listens; one client at a time) or `off`. Example: --serial file:/tmp/console.log
+    #[arg(long, default_value = "stdout", value_parser = parse_serial, value_name = "DEST")]
+    pub serial: ConsoleConfig,
+
+    /// Accepted for compatibility with kata's Cloud Hypervisor driver, which passes
+    /// `--seccomp false` when seccomp is disabled. Example: --seccomp false
+    #[arg(long, value_name = "true|false", default_value = "true")]
+    pub seccomp: bool,
+
+    /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+impl Cli {
+    /// The VM the flags describe (direct-boot mode).
+    pub fn vm_config(&self) -> VmConfig {
+        let payload = if let Some(path) = &self.test_guest {
+            PayloadConfig {
+                test_guest: Some(TestGuestConfig {
+                    path: path.clone(),
+                    mode: self.test_guest_mode,
+                }),
+                ..Default::default()
+            }
+        } else {
+            PayloadConfig {
+                kernel: self.kernel.clone(),
+                initramfs: self.initramfs.clone(),
+                cmdline: Some(self.cmdline.clone()),
+                ..Default::default()
+            }
+        };
+        VmConfig {
+            cpus: CpusConfig {
+                boot_vcpus: self.cpus,
+                max_vcpus: self.cpus,
+            },
+            memory: MemoryConfig {
+                size: self.memory,
+                hotplug_size: None,
+            },
+            payload: Some(payload),
+            serial: self.serial.clone(),
+            console: ConsoleConfig::default(),
+        }
+    }
+}
+
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (digits, shift) = match s.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&s[..i], 10),
+        Some((i, 'M' | 'm')) => (&s[..i], 20),
+        Some((i, 'G' | 'g')) => (&s[..i], 30),
+        _ => (s, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (examples: 4096, 512K, 256M, 2G)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+fn parse_serial(s: &str) -> Result<ConsoleConfig, String> {
+    let (mode, file, socket) = match s.split_once(':') {
+        Some(("file", p)) if !p.is_empty() => (ConsoleMode::File, Some(p.into()), None),
+        Some(("socket", p)) if !p.is_empty() => (ConsoleMode::Socket, None, Some(p.into())),
+        None if s == "stdout" => (ConsoleMode::Tty, None, None),
+        None if s == "off" => (ConsoleMode::Off, None, None),
+        _ => {
+            return Err(format!(
+                "`{s}` is not one of stdout, file:PATH, socket:PATH, off"
+            ))
+        }
+    };
+    Ok(ConsoleConfig { mode, file, socket })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("99999999999999G").is_err());
+    }
+
+    #[test]
+    fn serial_destinations() {
+        assert_eq!(parse_serial("stdout").unwrap().mode, ConsoleMode::Tty);
+        let f = parse_serial("file:/tmp/x").unwrap();
+        assert_eq!((f.mode, f.file), (ConsoleMode::File, Some("/tmp/x".into())));
+        assert!(parse_serial("file:").is_err());
+        assert!(parse_serial("tcp:1").is_err());
+    }
+
+    #[test]
+    fn flags_become_a_config() {
+        let cli = Cli::try_parse_from([
+            "revenant",
+            "--test-guest",
+            "g.bin",
+            "--memory",
+            "64M",
+            "--cpus",
+            "2",
+        ])
+        .unwrap();
+        let c = cli.vm_config();
+        assert_eq!((c.cpus.boot_vcpus, c.memory.size), (2, 64 << 20));
+        assert!(Cli::try_parse_from(["revenant", "--api-socket", "/s", "--kernel", "k"]).is_err());
+    }
+}

@@ -1,0 +1,370 @@
+//! VM configuration: Cloud Hypervisor's `VmConfig` field names (what kata sends), the
+//! subset Revenant implements, and validation that names the offending field.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::boot::layout::CMDLINE_MAX_SIZE;
+use crate::boot::test_guest::TestGuestMode;
+use crate::vstate::memory::PAGE_SIZE;
+
+/// xAPIC IDs are 8 bits and 0xff is the broadcast ID.
+pub const MAX_VCPUS: u32 = 254;
+/// Guest RAM is mapped lazily, but an absurd size is almost always a unit mistake.
+pub const MAX_MEMORY: u64 = 1 << 40;
+/// Smallest useful guest: the boot structures and a real-mode test guest fit in 1 MiB.
+pub const MIN_MEMORY: u64 = 1 << 20;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VmConfig {
+    #[serde(default)]
+    pub cpus: CpusConfig,
+    #[serde(default)]
+    pub memory: MemoryConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<PayloadConfig>,
+    #[serde(default = "ConsoleConfig::tty")]
+    pub serial: ConsoleConfig,
+    #[serde(default)]
+    pub console: ConsoleConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CpusConfig {
+    pub boot_vcpus: u32,
+    pub max_vcpus: u32,
+}
+
+impl Default for CpusConfig {
+    fn default() -> Self {
+        CpusConfig {
+            boot_vcpus: 1,
+            max_vcpus: 1,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemoryConfig {
+    pub size: u64,
+    #[serde(default)]
+    pub hotplug_size: Option<u64>,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            size: 512 << 20,
+            hotplug_size: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PayloadConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initramfs: Option<PathBuf>,
+    /// Revenant extension: a raw machine-code guest instead of a kernel (test harness).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_guest: Option<TestGuestConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TestGuestConfig {
+    pub path: PathBuf,
+    pub mode: TestGuestMode,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConsoleMode {
+    #[default]
+    Off,
+    Pty,
+    Tty,
+    File,
+    Socket,
+    Null,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConsoleConfig {
+    pub mode: ConsoleMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<PathBuf>,
+}
+
+impl ConsoleConfig {
+    pub fn tty() -> Self {
+        ConsoleConfig {
+            mode: ConsoleMode::Tty,
+            ..Default::default()
+        }
+    }
+}
+
+/// A configuration problem, with the JSON path of the field at fault.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct ConfigError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(field: &str, reason: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What the VM will run, once the payload has been checked.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Payload<'a> {
+    Linux {
+        kernel: &'a Path,
+        initramfs: Option<&'a Path>,
+        cmdline: &'a str,
+    },
+    TestGuest(&'a TestGuestConfig),
+}
+
+impl VmConfig {
+    /// Checks everything that can be checked before boot (`vm.create` time).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_cpus()?;
+        self.validate_memory()?;
+        if let Some(p) = &self.payload {
+            validate_payload(p)?;
+        }
+        validate_console("serial", &self.serial, true)?;
+        validate_console("console", &self.console, false)?;
+        Ok(())
+    }
+
+    fn validate_cpus(&self) -> Result<(), ConfigError> {
+        let c = &self.cpus;
+        if c.boot_vcpus == 0 {
+            return Err(ConfigError::new("cpus.boot_vcpus", "must be at least 1"));
+        }
+        if c.boot_vcpus > MAX_VCPUS {
+            return Err(ConfigError::new(
+                "cpus.boot_vcpus",
+                format!("must be at most {MAX_VCPUS}"),
+            ));
+        }
+        if c.max_vcpus < c.boot_vcpus {
+            return Err(ConfigError::new(
+                "cpus.max_vcpus",
+                format!("must be at least boot_vcpus ({})", c.boot_vcpus),
+            ));
+        }
+        if c.max_vcpus > MAX_VCPUS {
+            return Err(ConfigError::new(
+                "cpus.max_vcpus",
+                format!("must be at most {MAX_VCPUS}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_memory(&self) -> Result<(), ConfigError> {
+        let m = &self.memory;
+        if m.size % PAGE_SIZE != 0 {
+            return Err(ConfigError::new(
+                "memory.size",
+                "must be a multiple of 4096 bytes",
+            ));
+        }
+        if m.size < MIN_MEMORY {
+            return Err(ConfigError::new(
+                "memory.size",
+                format!("must be at least {MIN_MEMORY} bytes"),
+            ));
+        }
+        if m.size > MAX_MEMORY {
+            return Err(ConfigError::new(
+                "memory.size",
+                format!("must be at most {MAX_MEMORY} bytes"),
+            ));
+        }
+        if let Some(h) = m.hotplug_size {
+            if h % PAGE_SIZE != 0 {
+                return Err(ConfigError::new(
+                    "memory.hotplug_size",
+                    "must be a multiple of 4096 bytes",
+                ));
+            }
+            if m.size.saturating_add(h) > MAX_MEMORY {
+                return Err(ConfigError::new(
+                    "memory.hotplug_size",
+                    format!("size + hotplug_size must be at most {MAX_MEMORY} bytes"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The payload to boot, or why there is none.
+    pub fn payload(&self) -> Result<Payload<'_>, ConfigError> {
+        let p = self.payload.as_ref().ok_or_else(|| {
+            ConfigError::new("payload", "a kernel (or test_guest) is needed to boot")
+        })?;
+        validate_payload(p)?;
+        match (&p.kernel, &p.test_guest) {
+            (Some(kernel), None) => Ok(Payload::Linux {
+                kernel,
+                initramfs: p.initramfs.as_deref(),
+                cmdline: p.cmdline.as_deref().unwrap_or(""),
+            }),
+            (None, Some(t)) => Ok(Payload::TestGuest(t)),
+            _ => Err(ConfigError::new(
+                "payload.kernel",
+                "a kernel (or test_guest) is needed to boot",
+            )),
+        }
+    }
+}
+
+fn validate_payload(p: &PayloadConfig) -> Result<(), ConfigError> {
+    if let Some(t) = &p.test_guest {
+        if p.kernel.is_some() || p.initramfs.is_some() {
+            return Err(ConfigError::new(
+                "payload.test_guest",
+                "cannot be combined with kernel or initramfs",
+            ));
+        }
+        check_readable_file("payload.test_guest.path", &t.path)?;
+    }
+    if let Some(k) = &p.kernel {
+        check_readable_file("payload.kernel", k)?;
+    }
+    if let Some(i) = &p.initramfs {
+        check_readable_file("payload.initramfs", i)?;
+    }
+    if let Some(c) = &p.cmdline {
+        if c.len() >= CMDLINE_MAX_SIZE {
+            return Err(ConfigError::new(
+                "payload.cmdline",
+                format!(
+                    "is {} bytes; at most {} allowed",
+                    c.len(),
+                    CMDLINE_MAX_SIZE - 1
+                ),
+            ));
+        }
+        if c.bytes()
+            .any(|b| b == 0 || !(b.is_ascii_graphic() || b == b' '))
+        {
+            return Err(ConfigError::new(
+                "payload.cmdline",
+                "must be printable ASCII",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_readable_file(field: &str, path: &Path) -> Result<(), ConfigError> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => std::fs::File::open(path)
+            .map(|_| ())
+            .map_err(|e| ConfigError::new(field, format!("cannot open {}: {e}", path.display()))),
+        Ok(_) => Err(ConfigError::new(
+            field,
+            format!("{} is not a regular file", path.display()),
+        )),
+        Err(e) => Err(ConfigError::new(
+            field,
+            format!("cannot open {}: {e}", path.display()),
+        )),
+    }
+}
+
+fn validate_console(field: &str, c: &ConsoleConfig, is_serial: bool) -> Result<(), ConfigError> {
+    match c.mode {
+        ConsoleMode::Off | ConsoleMode::Null => Ok(()),
+        ConsoleMode::Tty if is_serial => Ok(()),
+        ConsoleMode::File if is_serial => match &c.file {
+            Some(_) => Ok(()),
+            None => Err(ConfigError::new(
+                &format!("{field}.file"),
+                "required when mode is File",
+            )),
+        },
+        ConsoleMode::Socket if is_serial => match &c.socket {
+            Some(_) => Ok(()),
+            None => Err(ConfigError::new(
+                &format!("{field}.socket"),
+                "required when mode is Socket",
+            )),
+        },
+        ConsoleMode::Pty => Err(ConfigError::new(
+            &format!("{field}.mode"),
+            "Pty is not supported yet",
+        )),
+        _ => Err(ConfigError::new(
+            &format!("{field}.mode"),
+            "only Off and Null are supported (virtio-console is not implemented yet; use serial)",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(c: &VmConfig) -> String {
+        c.validate().unwrap_err().field
+    }
+
+    #[test]
+    fn names_the_bad_field() {
+        let mut c = VmConfig::default();
+        c.validate().unwrap();
+        c.cpus.boot_vcpus = 0;
+        assert_eq!(field_of(&c), "cpus.boot_vcpus");
+        c.cpus = CpusConfig {
+            boot_vcpus: 4,
+            max_vcpus: 2,
+        };
+        assert_eq!(field_of(&c), "cpus.max_vcpus");
+        c.cpus = CpusConfig::default();
+        c.memory.size = (64 << 20) + 1;
+        assert_eq!(field_of(&c), "memory.size");
+        c.memory.size = 64 << 20;
+        c.payload = Some(PayloadConfig {
+            kernel: Some("/nonexistent/vmlinux".into()),
+            ..Default::default()
+        });
+        assert_eq!(field_of(&c), "payload.kernel");
+        c.payload = None;
+        c.serial.mode = ConsoleMode::File;
+        assert_eq!(field_of(&c), "serial.file");
+        c.serial = ConsoleConfig::tty();
+        c.console.mode = ConsoleMode::Tty;
+        assert_eq!(field_of(&c), "console.mode");
+    }
+
+    #[test]
+    fn payload_needs_a_kernel_to_boot() {
+        let c = VmConfig::default();
+        assert_eq!(c.payload().unwrap_err().field, "payload");
+        let c = VmConfig {
+            payload: Some(PayloadConfig {
+                cmdline: Some("console=ttyS0".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(c.payload().unwrap_err().field, "payload.kernel");
+    }
+}

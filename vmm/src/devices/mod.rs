@@ -1,0 +1,7 @@
+//! Devices and the buses that route guest accesses to them.
+
+pub mod bus;
+pub mod exit;
+pub mod legacy;
+pub mod resources;
+pub mod serial;

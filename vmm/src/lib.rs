@@ -1,0 +1,11 @@
+//! Revenant's VMM: KVM VM and vCPUs, guest boot, devices, and the REST API.
+
+pub mod api;
+pub mod boot;
+pub mod cli;
+pub mod config;
+pub mod controller;
+pub mod devices;
+pub mod event_loop;
+pub mod vm;
+pub mod vstate;

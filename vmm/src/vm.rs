@@ -1,0 +1,270 @@
+//! A running VM: guest memory, the KVM VM, devices, the event loop and the vCPU threads.
+//! `Vm` wires these together; each part owns its own logic.
+
+use std::fs::OpenOptions;
+use std::io::IsTerminal;
+use std::os::unix::net::UnixListener;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
+use serde::Serialize;
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::boot::{linux, test_guest};
+use crate::config::{ConfigError, ConsoleMode, Payload, VmConfig};
+use crate::devices::bus::{Bus, BusError, SharedDevice};
+use crate::devices::exit::ExitSignal;
+use crate::devices::legacy::i8042::{I8042, I8042_BASE, I8042_LEN};
+use crate::devices::legacy::test_report::{TestReport, TEST_REPORT_LEN, TEST_REPORT_PORT};
+use crate::devices::resources::{ResourceError, Resources};
+use crate::devices::serial::device::SerialDevice;
+use crate::devices::serial::event_handler::{InputSource, SerialInput};
+use crate::devices::serial::output::{SerialOutput, SocketConsole};
+use crate::devices::serial::{COM1_BASE, COM1_GSI, COM1_LEN};
+use crate::event_loop::{EventLoop, EventLoopError, Subscriber};
+use crate::vstate::memory::{create_guest_memory, GuestMemoryMmap, MemoryError};
+use crate::vstate::run_control::{install_kick_handler, RunControl, RunControlError};
+use crate::vstate::vcpu::{ExitCounters, Vcpu, VcpuContext, VcpuError};
+use crate::vstate::vm_fd::{create_vm, KvmVm, VmFdError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    #[error(transparent)]
+    Kvm(#[from] VmFdError),
+    #[error(transparent)]
+    Vcpu(#[from] VcpuError),
+    #[error(transparent)]
+    Resources(#[from] ResourceError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    EventLoop(#[from] EventLoopError),
+    #[error(transparent)]
+    RunControl(#[from] RunControlError),
+    #[error("cannot query the CPUID KVM supports: {0}")]
+    Cpuid(#[source] kvm_ioctls::Error),
+    #[error("cannot set up the {what} interrupt: {source}")]
+    Irq {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl VmError {
+    /// The request field to blame when the error comes from what the user asked for.
+    pub fn config_error(&self) -> Option<ConfigError> {
+        match self {
+            VmError::Config(e) => Some(e.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// Exit and test-report counters, as `vm.counters` shows them.
+#[derive(Debug, Default, Serialize)]
+pub struct VmCounters {
+    pub pio_exits: u64,
+    pub mmio_exits: u64,
+    pub other_exits: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub test_reports: Vec<u32>,
+}
+
+pub struct Vm {
+    control: Arc<RunControl>,
+    vcpu_threads: Vec<JoinHandle<()>>,
+    _event_loop: Option<EventLoop>,
+    counters: Arc<ExitCounters>,
+    test_reports: Option<Arc<Mutex<Vec<u32>>>>,
+    _kvm: KvmVm,
+    _memory: GuestMemoryMmap,
+}
+
+impl Vm {
+    /// Builds the VM described by `config` and starts its vCPUs.
+    pub fn boot(config: &VmConfig, exit: ExitSignal) -> Result<Vm, VmError> {
+        let payload = config.payload()?;
+        install_kick_handler()?;
+        let memory = create_guest_memory(config.memory.size)?;
+        let kvm = create_vm(&memory)?;
+
+        let entry = match &payload {
+            Payload::Linux {
+                kernel,
+                initramfs,
+                cmdline,
+            } => linux::load(&memory, kernel, *initramfs, cmdline)
+                .map_err(|e| ConfigError::new("payload.kernel", e.to_string()))?,
+            Payload::TestGuest(t) => test_guest::load(&memory, &t.path, t.mode)
+                .map_err(|e| ConfigError::new("payload.test_guest.path", e.to_string()))?,
+        };
+
+        let mut resources = Resources::new()?;
+        let mut pio = Bus::default();
+        let mut add_pio = |base: u64, len: u64, dev: SharedDevice| -> Result<(), VmError> {
+            resources.claim_pio(base, len)?;
+            pio.insert(base, len, dev)?;
+            Ok(())
+        };
+        let (serial, input) = build_serial(config, &kvm)?;
+        add_pio(COM1_BASE, COM1_LEN, serial)?;
+        add_pio(
+            I8042_BASE,
+            I8042_LEN,
+            Arc::new(Mutex::new(I8042::new(exit.clone()))),
+        )?;
+        let mut test_reports = None;
+        if matches!(payload, Payload::TestGuest(_)) {
+            let report = TestReport::default();
+            test_reports = Some(report.values());
+            add_pio(
+                TEST_REPORT_PORT,
+                TEST_REPORT_LEN,
+                Arc::new(Mutex::new(report)),
+            )?;
+        }
+
+        let event_loop = match input {
+            Some(sub) => Some(EventLoop::start(vec![sub])?),
+            None => None,
+        };
+
+        let control = Arc::new(RunControl::default());
+        let counters = Arc::new(ExitCounters::default());
+        let ctx = VcpuContext {
+            pio: Arc::new(pio),
+            mmio: Arc::new(Bus::default()),
+            exit,
+            control: control.clone(),
+            counters: counters.clone(),
+        };
+        let cpuid = kvm
+            .kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(VmError::Cpuid)?;
+        // validate() bounds boot_vcpus by MAX_VCPUS (254), so it fits in a u8.
+        let count = config.cpus.boot_vcpus as u8;
+        let mut vcpus = Vec::with_capacity(usize::from(count));
+        for id in 0..count {
+            let vcpu = Vcpu::new(&kvm.fd, id, ctx.clone())?;
+            vcpu.configure(&cpuid, count, &memory, (id == 0).then_some(entry))?;
+            vcpus.push(vcpu);
+        }
+        let mut vm = Vm {
+            control,
+            vcpu_threads: Vec::with_capacity(vcpus.len()),
+            _event_loop: event_loop,
+            counters,
+            test_reports,
+            _kvm: kvm,
+            _memory: memory,
+        };
+        for vcpu in vcpus {
+            vm.vcpu_threads.push(vcpu.start()?);
+        }
+        Ok(vm)
+    }
+
+    pub fn pause(&self) -> Result<(), VmError> {
+        Ok(self.control.pause(&self.vcpu_threads)?)
+    }
+
+    pub fn resume(&self) {
+        self.control.resume();
+    }
+
+    pub fn counters(&self) -> VmCounters {
+        VmCounters {
+            pio_exits: self.counters.pio.load(Ordering::Relaxed),
+            mmio_exits: self.counters.mmio.load(Ordering::Relaxed),
+            other_exits: self.counters.other.load(Ordering::Relaxed),
+            test_reports: self
+                .test_reports
+                .as_ref()
+                .map(|r| r.lock().unwrap_or_else(|p| p.into_inner()).clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        // vCPU threads first: nothing may touch guest memory or devices after this.
+        self.control.stop(std::mem::take(&mut self.vcpu_threads));
+    }
+}
+
+/// COM1 with its output sink, its irqfd and, when there is one, its input source.
+fn build_serial(
+    config: &VmConfig,
+    kvm: &KvmVm,
+) -> Result<(SharedDevice, Option<Subscriber>), VmError> {
+    let serial_cfg = &config.serial;
+    let mut input = None;
+    let output = match serial_cfg.mode {
+        ConsoleMode::Tty => {
+            if std::io::stdin().is_terminal() {
+                input = Some(InputSource::Stdin);
+            }
+            SerialOutput::Stdout
+        }
+        ConsoleMode::File => {
+            let path = serial_cfg
+                .file
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""));
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| {
+                    ConfigError::new(
+                        "serial.file",
+                        format!("cannot open {}: {e}", path.display()),
+                    )
+                })?;
+            SerialOutput::File(file)
+        }
+        ConsoleMode::Socket => {
+            let path = serial_cfg
+                .socket
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""));
+            let listener = UnixListener::bind(path).map_err(|e| {
+                ConfigError::new(
+                    "serial.socket",
+                    format!("cannot listen on {}: {e}", path.display()),
+                )
+            })?;
+            let console = Arc::new(Mutex::new(SocketConsole::default()));
+            input = Some(InputSource::Socket {
+                listener,
+                console: console.clone(),
+                client: None,
+            });
+            SerialOutput::Socket(console)
+        }
+        _ => SerialOutput::Sink,
+    };
+    let irq = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| VmError::Irq {
+        what: "serial",
+        source,
+    })?;
+    kvm.fd
+        .register_irqfd(&irq, COM1_GSI)
+        .map_err(|e| VmError::Irq {
+            what: "serial",
+            source: std::io::Error::from_raw_os_error(e.errno()),
+        })?;
+    let device = Arc::new(Mutex::new(SerialDevice::new(irq, output)));
+    let subscriber = input
+        .map(|source| Arc::new(Mutex::new(SerialInput::new(device.clone(), source))) as Subscriber);
+    Ok((device, subscriber))
+}

@@ -1,0 +1,266 @@
+//! One vCPU: its KVM fd, boot-time register setup and the thread that runs it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use kvm_bindings::{
+    CpuId, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
+};
+use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
+
+use super::memory::GuestMemoryMmap;
+use super::run_control::{Next, RunControl};
+use crate::boot::entry::{boot_registers, EntryPoint};
+use crate::boot::{cpuid, gdt, msrs};
+use crate::devices::bus::Bus;
+use crate::devices::exit::{ExitSignal, GuestExit};
+
+/// Local APIC register offsets and values for the boot configuration Linux expects:
+/// LINT0 as ExtINT (the 8259 path) and LINT1 as NMI.
+const APIC_LVT0: usize = 0x350;
+const APIC_LVT1: usize = 0x360;
+const APIC_MODE_EXTINT: u32 = 0x7;
+const APIC_MODE_NMI: u32 = 0x4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VcpuError {
+    #[error("cannot create vCPU {id}: {source}")]
+    Create {
+        id: u8,
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    #[error("cannot set up vCPU {id} ({what}): {source}")]
+    Setup {
+        id: u8,
+        what: &'static str,
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    #[error("vCPU {id} accepted only {set} of {total} boot MSRs")]
+    PartialMsrs { id: u8, set: usize, total: usize },
+    #[error(transparent)]
+    Msrs(#[from] msrs::MsrError),
+    #[error(transparent)]
+    Entry(#[from] crate::boot::entry::EntryError),
+    #[error("cannot start the vcpu{id} thread: {source}")]
+    Spawn {
+        id: u8,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Exit counts shared with `vm.counters`.
+#[derive(Default, Debug)]
+pub struct ExitCounters {
+    pub pio: AtomicU64,
+    pub mmio: AtomicU64,
+    pub other: AtomicU64,
+}
+
+pub struct Vcpu {
+    id: u8,
+    fd: VcpuFd,
+    pio: Arc<Bus>,
+    mmio: Arc<Bus>,
+    exit: ExitSignal,
+    control: Arc<RunControl>,
+    counters: Arc<ExitCounters>,
+}
+
+/// What the VMM shares with every vCPU thread.
+#[derive(Clone)]
+pub struct VcpuContext {
+    pub pio: Arc<Bus>,
+    pub mmio: Arc<Bus>,
+    pub exit: ExitSignal,
+    pub control: Arc<RunControl>,
+    pub counters: Arc<ExitCounters>,
+}
+
+impl Vcpu {
+    pub fn new(vm: &VmFd, id: u8, ctx: VcpuContext) -> Result<Self, VcpuError> {
+        let fd = vm
+            .create_vcpu(u64::from(id))
+            .map_err(|source| VcpuError::Create { id, source })?;
+        Ok(Vcpu {
+            id,
+            fd,
+            pio: ctx.pio,
+            mmio: ctx.mmio,
+            exit: ctx.exit,
+            control: ctx.control,
+            counters: ctx.counters,
+        })
+    }
+
+    fn setup<T>(
+        &self,
+        what: &'static str,
+        r: Result<T, kvm_ioctls::Error>,
+    ) -> Result<T, VcpuError> {
+        r.map_err(|source| VcpuError::Setup {
+            id: self.id,
+            what,
+            source,
+        })
+    }
+
+    /// CPUID, MSRs, LAPIC and, on the boot vCPU, the entry registers. Other vCPUs stay in
+    /// the wait-for-SIPI state KVM gives them until the guest starts them.
+    pub fn configure(
+        &self,
+        supported_cpuid: &CpuId,
+        count: u8,
+        mem: &GuestMemoryMmap,
+        entry: Option<EntryPoint>,
+    ) -> Result<(), VcpuError> {
+        let mut cpuid = supported_cpuid.clone();
+        cpuid::filter(&mut cpuid, self.id, count);
+        self.setup("CPUID", self.fd.set_cpuid2(&cpuid))?;
+
+        let msrs = msrs::boot_msrs(gdt::STAR_MSR_VALUE)?;
+        let set = self.setup("MSRs", self.fd.set_msrs(&msrs))?;
+        if set != msrs.as_slice().len() {
+            return Err(VcpuError::PartialMsrs {
+                id: self.id,
+                set,
+                total: msrs.as_slice().len(),
+            });
+        }
+
+        let mut lapic = self.setup("get LAPIC", self.fd.get_lapic())?;
+        set_lvt_mode(&mut lapic.regs, APIC_LVT0, APIC_MODE_EXTINT);
+        set_lvt_mode(&mut lapic.regs, APIC_LVT1, APIC_MODE_NMI);
+        self.setup("LAPIC", self.fd.set_lapic(&lapic))?;
+
+        if let Some(entry) = entry {
+            let sregs = self.setup("get sregs", self.fd.get_sregs())?;
+            let (regs, sregs, fpu) = boot_registers(mem, entry, sregs)?;
+            self.setup("sregs", self.fd.set_sregs(&sregs))?;
+            self.setup("regs", self.fd.set_regs(&regs))?;
+            self.setup("FPU", self.fd.set_fpu(&fpu))?;
+        }
+        Ok(())
+    }
+
+    /// Runs the vCPU on a thread named `vcpuN` (kata moves threads by that name into cgroups).
+    pub fn start(self) -> Result<JoinHandle<()>, VcpuError> {
+        let id = self.id;
+        std::thread::Builder::new()
+            .name(format!("vcpu{id}"))
+            .spawn(move || self.run())
+            .map_err(|source| VcpuError::Spawn { id, source })
+    }
+
+    fn run(mut self) {
+        while self.control.gate() == Next::Run {
+            if let Some(stop) = self.run_once() {
+                tracing::info!("vcpu{}: guest stopped: {stop:?}", self.id);
+                self.exit.send(stop);
+                self.control.wait_for_stop();
+                return;
+            }
+        }
+    }
+
+    /// One KVM_RUN and the handling of its exit; `Some` when the guest can't go on.
+    fn run_once(&mut self) -> Option<GuestExit> {
+        let exit = match self.fd.run() {
+            Ok(exit) => exit,
+            Err(e) if e.errno() == libc::EINTR => {
+                // Kicked by the run control: go back to the gate.
+                self.fd.set_kvm_immediate_exit(0);
+                return None;
+            }
+            Err(e) if e.errno() == libc::EAGAIN => return None,
+            Err(e) => return Some(GuestExit::Crash(format!("KVM_RUN failed: {e}"))),
+        };
+        match exit {
+            VcpuExit::IoOut(port, data) => {
+                self.counters.pio.fetch_add(1, Ordering::Relaxed);
+                if !self.pio.write(u64::from(port), data) {
+                    tracing::trace!("unhandled port write {port:#x} {data:x?}");
+                }
+                None
+            }
+            VcpuExit::IoIn(port, data) => {
+                self.counters.pio.fetch_add(1, Ordering::Relaxed);
+                // Ports nobody decodes float high on real hardware.
+                data.fill(0xff);
+                self.pio.read(u64::from(port), data);
+                None
+            }
+            VcpuExit::MmioWrite(addr, data) => {
+                self.counters.mmio.fetch_add(1, Ordering::Relaxed);
+                if !self.mmio.write(addr, data) {
+                    tracing::debug!("unhandled MMIO write {addr:#x} {data:x?}");
+                }
+                None
+            }
+            VcpuExit::MmioRead(addr, data) => {
+                self.counters.mmio.fetch_add(1, Ordering::Relaxed);
+                data.fill(0xff);
+                self.mmio.read(addr, data);
+                None
+            }
+            VcpuExit::Hlt => {
+                // Only reached without an in-kernel LAPIC; nothing will ever wake the vCPU.
+                Some(GuestExit::PowerOff)
+            }
+            VcpuExit::Shutdown => Some(GuestExit::Crash(format!(
+                "triple fault at {}",
+                self.where_()
+            ))),
+            VcpuExit::SystemEvent(kind, _) => Some(match kind {
+                KVM_SYSTEM_EVENT_SHUTDOWN => GuestExit::PowerOff,
+                KVM_SYSTEM_EVENT_RESET => GuestExit::Reset,
+                KVM_SYSTEM_EVENT_CRASH => GuestExit::Crash("guest reported a crash".into()),
+                other => GuestExit::Crash(format!("unknown system event {other}")),
+            }),
+            VcpuExit::InternalError => Some(GuestExit::Crash(self.internal_error())),
+            VcpuExit::FailEntry(reason, cpu) => Some(GuestExit::Crash(format!(
+                "KVM entry failure, hardware reason {reason:#x} on cpu {cpu}"
+            ))),
+            other => {
+                self.counters.other.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("vcpu{}: ignored exit {other:?}", self.id);
+                None
+            }
+        }
+    }
+
+    fn where_(&self) -> String {
+        match self.fd.get_regs() {
+            Ok(r) => format!("rip={:#x}", r.rip),
+            Err(_) => "unknown rip".into(),
+        }
+    }
+
+    fn internal_error(&mut self) -> String {
+        let run = self.fd.get_kvm_run();
+        // SAFETY: KVM_RUN just returned KVM_EXIT_INTERNAL_ERROR, so `internal` is the active
+        // member of the exit union; ndata is clamped to the array length before use.
+        let internal = unsafe { run.__bindgen_anon_1.internal };
+        let n = (internal.ndata as usize).min(internal.data.len());
+        format!(
+            "KVM internal error (suberror {}, data {:x?}) at {}",
+            internal.suberror,
+            &internal.data[..n],
+            self.where_()
+        )
+    }
+}
+
+fn set_lvt_mode(regs: &mut [std::os::raw::c_char; 1024], offset: usize, mode: u32) {
+    let mut raw = [0u8; 4];
+    for (i, b) in raw.iter_mut().enumerate() {
+        *b = regs[offset + i] as u8;
+    }
+    let value = (u32::from_le_bytes(raw) & !0x700) | (mode << 8);
+    for (i, b) in value.to_le_bytes().iter().enumerate() {
+        regs[offset + i] = *b as std::os::raw::c_char;
+    }
+}
