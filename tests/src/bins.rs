@@ -3,7 +3,11 @@
 //! `cargo test --workspace` builds every binary of a package that has integration tests
 //! (vmm/tests, remote-mem/tests, acpi/tests), next to this test executable's `deps/` folder.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// Crates whose sources end up in the workspace binaries.
+const BINARY_SOURCE_DIRS: &[&str] = &["vmm", "acpi", "remote-mem", "template"];
 
 /// Path of workspace binary `name`, from `$REVENANT_BIN_DIR` or the running test's profile
 /// directory. Panics with instructions when it was not built: a test that silently ran
@@ -21,10 +25,59 @@ pub fn binary(name: &str) -> PathBuf {
         }
     };
     let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} not found: run `cargo test --workspace` (or `cargo build --workspace --bins`) first",
-        path.display()
-    );
+    let built = std::fs::metadata(&path).and_then(|m| m.modified()).unwrap_or_else(|_| {
+        panic!(
+            "{} not found: run `cargo test --workspace` (or `cargo build --workspace --bins`) first",
+            path.display()
+        )
+    });
+    // `cargo test -p revenant-tests` alone does not rebuild other packages' binaries; a
+    // test of a stale binary would check old code, so refuse it.
+    if std::env::var_os("REVENANT_BIN_DIR").is_none() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        if let Some((newest, file)) = BINARY_SOURCE_DIRS
+            .iter()
+            .filter_map(|d| newest_source(&root.join(d)))
+            .max()
+        {
+            assert!(
+                newest <= built,
+                "{} is older than {}: run `cargo build --workspace --bins` (or `cargo test --workspace`)",
+                path.display(),
+                file.display()
+            );
+        }
+    }
     path
+}
+
+fn newest_source(dir: &Path) -> Option<(SystemTime, PathBuf)> {
+    let mut newest: Option<(SystemTime, PathBuf)> = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = entry.path();
+        let candidate = if p.is_dir() {
+            if p.file_name()
+                .is_some_and(|n| n == "target" || n == "tests" || n == "fuzz")
+            {
+                continue;
+            }
+            newest_source(&p)
+        } else if p.extension().is_some_and(|e| e == "rs")
+            || p.file_name().is_some_and(|n| n == "Cargo.toml")
+        {
+            entry
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .map(|t| (t, p))
+        } else {
+            None
+        };
+        if let Some(c) = candidate {
+            if newest.as_ref().is_none_or(|n| c.0 > n.0) {
+                newest = Some(c);
+            }
+        }
+    }
+    newest
 }

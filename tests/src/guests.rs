@@ -112,8 +112,8 @@ fn enter_user_mode(
     user: CodeLabel,
     service: CodeLabel,
 ) -> Result<(), IcedError> {
-    let mut fault_gp = a.create_label();
-    let mut fault_pf = a.create_label();
+    let fault_gp = a.create_label();
+    let fault_pf = a.create_label();
     let mut start = a.create_label();
     a.jmp(start)?;
     for (mut label, vector) in [(fault_gp, VECTOR_GP), (fault_pf, VECTOR_PF)] {

@@ -18,7 +18,7 @@ use crate::devices::bus::{Bus, BusError, SharedDevice};
 use crate::devices::exit::ExitSignal;
 use crate::devices::legacy::i8042::{I8042, I8042_BASE, I8042_LEN};
 use crate::devices::legacy::test_report::{TestReport, TEST_REPORT_LEN, TEST_REPORT_PORT};
-use crate::devices::resources::{ResourceError, Resources};
+use crate::devices::resources::ResourceError;
 use crate::devices::serial::device::SerialDevice;
 use crate::devices::serial::event_handler::{InputSource, SerialInput};
 use crate::devices::serial::output::{SerialOutput, SocketConsole};
@@ -106,13 +106,8 @@ impl Vm {
                 .map_err(|e| ConfigError::new("payload.test_guest.path", e.to_string()))?,
         };
 
-        let mut resources = Resources::new()?;
         let mut pio = Bus::default();
-        let mut add_pio = |base: u64, len: u64, dev: SharedDevice| -> Result<(), VmError> {
-            resources.claim_pio(base, len)?;
-            pio.insert(base, len, dev)?;
-            Ok(())
-        };
+        let mut add_pio = |base: u64, len: u64, dev: SharedDevice| pio.insert(base, len, dev);
         let (serial, input) = build_serial(config, &kvm)?;
         add_pio(COM1_BASE, COM1_LEN, serial)?;
         add_pio(

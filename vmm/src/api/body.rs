@@ -7,8 +7,11 @@ use crate::config::ConfigError;
 
 /// Parses `body` as JSON into `T`; returns the value and the paths of ignored fields.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<(T, Vec<String>), ConfigError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ConfigError::new("body", "a JSON body is required"));
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Err(ConfigError::new("body", "a JSON body is required")),
+        // serde would also accept a struct written as an array; no client means that.
+        Some(b'{') => {}
+        Some(_) => return Err(ConfigError::new("body", "must be a JSON object")),
     }
     let mut ignored = Vec::new();
     let mut json = serde_json::Deserializer::from_slice(body);
@@ -17,16 +20,32 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<(T, Vec<String>), Confi
     let value: T = serde_path_to_error::deserialize(tracked).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let field = if path == "." || path.is_empty() {
+        // Broken JSON is the body's fault wherever the parser happened to be.
+        let malformed = matches!(
+            inner.classify(),
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof
+        );
+        let reason = strip_position(&inner.to_string());
+        let field = if malformed || path == "." || path.is_empty() {
             "body".to_string()
         } else {
             path
         };
-        ConfigError::new(&field, strip_position(&inner.to_string()))
+        // serde reports a missing field at its parent's path; name the field itself.
+        let field = match missing_field(&reason) {
+            Some(name) if field == "body" => name.to_string(),
+            Some(name) => format!("{field}.{name}"),
+            None => field,
+        };
+        ConfigError::new(&field, reason)
     })?;
     json.end()
         .map_err(|e| ConfigError::new("body", strip_position(&e.to_string())))?;
     Ok((value, ignored))
+}
+
+fn missing_field(reason: &str) -> Option<&str> {
+    reason.strip_prefix("missing field `")?.split('`').next()
 }
 
 /// serde_json appends "at line 1 column 42"; the field path already says where.
@@ -65,6 +84,9 @@ mod tests {
         assert_eq!(parse::<VmConfig>(b"{\"cpus\": ").unwrap_err().field, "body");
         assert_eq!(parse::<VmConfig>(b"{} {}").unwrap_err().field, "body");
         assert_eq!(parse::<VmConfig>(b"  ").unwrap_err().field, "body");
+        assert_eq!(parse::<VmConfig>(b"[1, 2]").unwrap_err().field, "body");
+        let e = parse::<VmConfig>(br#"{"memory": {"hotplug_size": 0}}"#).unwrap_err();
+        assert_eq!(e.field, "memory.size");
         let e = parse::<VmConfig>(br#"{"memory": {"size": -1}}"#).unwrap_err();
         assert_eq!(e.field, "memory.size");
     }

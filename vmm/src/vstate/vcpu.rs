@@ -146,13 +146,22 @@ impl Vcpu {
         Ok(())
     }
 
-    /// Runs the vCPU on a thread named `vcpuN` (kata moves threads by that name into cgroups).
+    /// Runs the vCPU on a thread named `vcpuN` (kata moves threads by that name into cgroups
+    /// right after `vm.boot` answers). The new thread sets its own name, so wait until it
+    /// runs before returning.
     pub fn start(self) -> Result<JoinHandle<()>, VcpuError> {
         let id = self.id;
-        std::thread::Builder::new()
+        let (started_tx, started_rx) = std::sync::mpsc::sync_channel(1);
+        let handle = std::thread::Builder::new()
             .name(format!("vcpu{id}"))
-            .spawn(move || self.run())
-            .map_err(|source| VcpuError::Spawn { id, source })
+            .spawn(move || {
+                let _ = started_tx.send(());
+                self.run()
+            })
+            .map_err(|source| VcpuError::Spawn { id, source })?;
+        // An error here means the thread died before running, which join() will surface.
+        let _ = started_rx.recv();
+        Ok(handle)
     }
 
     fn run(mut self) {
