@@ -16,12 +16,13 @@ pub fn binary(name: &str) -> PathBuf {
     let dir = match std::env::var_os("REVENANT_BIN_DIR") {
         Some(d) => PathBuf::from(d),
         None => {
-            let exe = std::env::current_exe().expect("current test executable");
-            // target/<profile>/deps/<test> -> target/<profile>
-            exe.parent()
-                .and_then(|deps| deps.parent())
-                .expect("test executable lives in target/<profile>/deps")
-                .to_path_buf()
+            // Tests run from target/<profile>/deps/, bench drivers from target/<profile>/.
+            let exe = std::env::current_exe().expect("current executable");
+            let dir = exe.parent().expect("executable has a directory");
+            match dir.file_name() {
+                Some(n) if n == "deps" => dir.parent().unwrap_or(dir).to_path_buf(),
+                _ => dir.to_path_buf(),
+            }
         }
     };
     let path = dir.join(name);

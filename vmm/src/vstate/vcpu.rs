@@ -52,6 +52,51 @@ pub enum VcpuError {
     },
 }
 
+/// A started, named `vcpuN` thread waiting for its vCPU. Threads are spawned at the very
+/// start of a boot so their creation overlaps VM setup instead of delaying the first guest
+/// instruction; kata moves threads by their `vcpuN` name into cgroups right after
+/// `vm.boot` answers, so `launch` also makes sure the thread has named itself.
+pub struct VcpuThread {
+    id: u8,
+    handle: JoinHandle<()>,
+    vcpu_tx: std::sync::mpsc::Sender<Vcpu>,
+    started_rx: std::sync::mpsc::Receiver<()>,
+}
+
+impl VcpuThread {
+    pub fn spawn(id: u8) -> Result<Self, VcpuError> {
+        let (vcpu_tx, vcpu_rx) = std::sync::mpsc::channel::<Vcpu>();
+        let (started_tx, started_rx) = std::sync::mpsc::sync_channel(1);
+        let handle = std::thread::Builder::new()
+            .name(format!("vcpu{id}"))
+            .spawn(move || {
+                let _ = started_tx.send(());
+                // No vCPU arrives when the boot failed: the thread just ends.
+                if let Ok(vcpu) = vcpu_rx.recv() {
+                    vcpu.run();
+                }
+            })
+            .map_err(|source| VcpuError::Spawn { id, source })?;
+        Ok(VcpuThread {
+            id,
+            handle,
+            vcpu_tx,
+            started_rx,
+        })
+    }
+
+    /// Hands `vcpu` to the thread, which starts running the guest.
+    pub fn launch(self, vcpu: Vcpu) -> Result<JoinHandle<()>, VcpuError> {
+        let gone = || VcpuError::Spawn {
+            id: self.id,
+            source: std::io::Error::other("vCPU thread exited before it was given its vCPU"),
+        };
+        self.started_rx.recv().map_err(|_| gone())?;
+        self.vcpu_tx.send(vcpu).map_err(|_| gone())?;
+        Ok(self.handle)
+    }
+}
+
 /// Exit counts shared with `vm.counters`.
 #[derive(Default, Debug)]
 pub struct ExitCounters {
@@ -144,24 +189,6 @@ impl Vcpu {
             self.setup("FPU", self.fd.set_fpu(&fpu))?;
         }
         Ok(())
-    }
-
-    /// Runs the vCPU on a thread named `vcpuN` (kata moves threads by that name into cgroups
-    /// right after `vm.boot` answers). The new thread sets its own name, so wait until it
-    /// runs before returning.
-    pub fn start(self) -> Result<JoinHandle<()>, VcpuError> {
-        let id = self.id;
-        let (started_tx, started_rx) = std::sync::mpsc::sync_channel(1);
-        let handle = std::thread::Builder::new()
-            .name(format!("vcpu{id}"))
-            .spawn(move || {
-                let _ = started_tx.send(());
-                self.run()
-            })
-            .map_err(|source| VcpuError::Spawn { id, source })?;
-        // An error here means the thread died before running, which join() will surface.
-        let _ = started_rx.recv();
-        Ok(handle)
     }
 
     fn run(mut self) {

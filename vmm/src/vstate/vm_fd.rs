@@ -40,7 +40,12 @@ pub struct KvmVm {
 /// Creates a VM with `mem` registered. Memory slots go in *before* the irqchip: on this
 /// host's PVM KVM a memslot added after KVM_CREATE_IRQCHIP costs 3-7 ms instead of ~0.1 ms
 /// (PVM.md), and VM start latency is a headline target.
-pub fn create_vm(mem: &GuestMemoryMmap) -> Result<KvmVm, VmFdError> {
+///
+/// The in-kernel PIT is created only when `with_pit`: KVM_CREATE_PIT2 starts a kernel
+/// worker thread and costs ~4 ms here, more than the rest of VM creation together. Linux
+/// guests get it (they calibrate and check timer routing with it); raw test guests don't
+/// use it.
+pub fn create_vm(mem: &GuestMemoryMmap, with_pit: bool) -> Result<KvmVm, VmFdError> {
     let kvm = Kvm::new().map_err(VmFdError::OpenKvm)?;
     let version = kvm.get_api_version();
     if version != kvm_bindings::KVM_API_VERSION as i32 {
@@ -70,10 +75,12 @@ pub fn create_vm(mem: &GuestMemoryMmap) -> Result<KvmVm, VmFdError> {
     fd.set_tss_address(KVM_TSS_ADDRESS)
         .map_err(VmFdError::TssAddress)?;
     fd.create_irq_chip().map_err(VmFdError::Irqchip)?;
-    let pit = kvm_pit_config {
-        flags: KVM_PIT_SPEAKER_DUMMY,
-        ..Default::default()
-    };
-    fd.create_pit2(pit).map_err(VmFdError::Pit)?;
+    if with_pit {
+        let pit = kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
+        fd.create_pit2(pit).map_err(VmFdError::Pit)?;
+    }
     Ok(KvmVm { kvm, fd })
 }

@@ -1,0 +1,134 @@
+//! `scripts/bench vmm-start`: VMM process start to the guest's first serial byte (p50 over
+//! N runs, real-mode test guest whose first instructions write to COM1), and the VMM's RSS
+//! beyond guest-touched memory with an idle 256 MiB guest. Progress on stderr; the last
+//! stdout line is one JSON object.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use revenant_tests::api_client::ApiClient;
+use revenant_tests::bins::binary;
+use revenant_tests::guests;
+use revenant_tests::vmm_process::wait_with_timeout;
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+fn main() {
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("hello.bin");
+    std::fs::write(&image, guests::real_mode_hello("R")).expect("write guest");
+    let revenant = binary("revenant");
+
+    let mut samples = Vec::with_capacity(runs);
+    for i in 0..runs {
+        let start = Instant::now();
+        let mut child = Command::new(&revenant)
+            .args(["--test-guest", image.to_str().unwrap(), "--memory", "256M"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn revenant");
+        let mut first = [0u8; 1];
+        child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut first)
+            .expect("first serial byte");
+        let elapsed = start.elapsed().as_secs_f64() * 1e3;
+        assert_eq!(&first, b"R");
+        let status =
+            wait_with_timeout(&mut child, Duration::from_secs(10)).expect("revenant exits");
+        assert!(status.success());
+        eprintln!("run {i}: {elapsed:.3} ms");
+        samples.push(elapsed);
+    }
+    samples.sort_by(|a, b| a.total_cmp(b));
+
+    let (rss_kib, guest_kib) = idle_rss(&revenant, dir.path());
+    let overhead_mib = (rss_kib - guest_kib) as f64 / 1024.0;
+    eprintln!(
+        "start p50 {:.3} ms, p90 {:.3} ms, min {:.3} ms; idle 256 MiB guest: RSS {rss_kib} KiB, guest-touched {guest_kib} KiB",
+        percentile(&samples, 0.5),
+        percentile(&samples, 0.9),
+        samples[0]
+    );
+    println!(
+        "{{\"start_to_first_insn_p50_ms\": {:.3}, \"start_to_first_insn_p90_ms\": {:.3}, \"runs\": {runs}, \"rss_overhead_mib\": {overhead_mib:.3}, \"rss_total_mib\": {:.3}}}",
+        percentile(&samples, 0.5),
+        percentile(&samples, 0.9),
+        rss_kib as f64 / 1024.0
+    );
+}
+
+/// Boots a 256 MiB guest that halts, and returns (process RSS, RSS of the guest RAM mapping)
+/// in KiB.
+fn idle_rss(revenant: &std::path::Path, dir: &std::path::Path) -> (u64, u64) {
+    let socket = dir.join("api.sock");
+    let halt = dir.join("halt.bin");
+    std::fs::write(&halt, guests::real_mode_halt()).expect("write guest");
+    let mut child = Command::new(revenant)
+        .arg("--api-socket")
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn revenant");
+    let mut client = ApiClient::new(&socket);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.request("GET", "vmm.ping", None).is_err() {
+        assert!(Instant::now() < deadline, "API never came up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let body = format!(
+        r#"{{"memory":{{"size":268435456}},"payload":{{"test_guest":{{"path":"{}","mode":"real"}}}},"serial":{{"mode":"Off"}}}}"#,
+        halt.display()
+    );
+    assert_eq!(client.put("vm.create", Some(&body)).status, 204);
+    assert_eq!(client.put("vm.boot", None).status, 204);
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = child.id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    let guest = guest_mapping_rss(pid, 256 << 20);
+    let _ = client.request("PUT", "vmm.shutdown", None);
+    let _ = wait_with_timeout(&mut child, Duration::from_secs(5));
+    let _ = child.kill();
+    (rss, guest)
+}
+
+/// RSS (KiB) of the anonymous mapping of exactly `size` bytes: the guest's RAM.
+fn guest_mapping_rss(pid: u32, size: u64) -> u64 {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).expect("smaps");
+    let mut in_guest = false;
+    for line in smaps.lines() {
+        if let Some((range, _)) = line.split_once(' ') {
+            if let Some((a, b)) = range.split_once('-') {
+                if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
+                    in_guest = b - a == size;
+                    continue;
+                }
+            }
+        }
+        if in_guest {
+            if let Some(v) = line.strip_prefix("Rss:") {
+                return v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    0
+}
