@@ -71,9 +71,10 @@ struct Cli {
     #[arg(long)]
     servers_per_rack: Option<u32>,
 
-    /// Hours of synthetic trace. Example: --hours 24
-    #[arg(long, default_value_t = 24.0)]
-    hours: f64,
+    /// Simulated hours: length of the synthetic trace [default: 24], or where a CSV/Google trace
+    /// is cut [default: its last departure]. Example: --hours 24
+    #[arg(long)]
+    hours: Option<f64>,
 
     /// Seed of the synthetic generator (same seed + same input = byte-identical JSON).
     /// Example: --seed 7
@@ -160,7 +161,7 @@ fn datacenter(cli: &Cli) -> Result<Datacenter> {
 fn trace(cli: &Cli, dc: &Datacenter) -> Result<(Trace, Option<u64>)> {
     if let Some(path) = &cli.trace {
         let t = Trace::read_csv(path).with_context(|| format!("trace {}", path.display()))?;
-        return Ok((t, None));
+        return Ok((with_hours(t, cli.hours)?, None));
     }
     if let Some(events) = &cli.google_task_events {
         let read = |p: &Path| {
@@ -179,10 +180,10 @@ fn trace(cli: &Cli, dc: &Datacenter) -> Result<(Trace, Option<u64>)> {
         };
         let t = google::convert(&read(events)?, usage.as_ref(), &scale)
             .with_context(|| format!("{}", events.display()))?;
-        return Ok((t, None));
+        return Ok((with_hours(t, cli.hours)?, None));
     }
     let params = SyntheticParams {
-        hours: cli.hours,
+        hours: cli.hours.unwrap_or(24.0),
         seed: cli.seed,
         mem_per_core_gib: cli.mem_per_core_gib,
         memory_load: cli.memory_load,
@@ -190,6 +191,17 @@ fn trace(cli: &Cli, dc: &Datacenter) -> Result<(Trace, Option<u64>)> {
         hot_max: cli.hot_max,
     };
     Ok((synthetic::generate(dc, &params)?, Some(cli.seed)))
+}
+
+/// Cuts a file trace at `hours` when given.
+fn with_hours(mut t: Trace, hours: Option<f64>) -> Result<Trace> {
+    if let Some(h) = hours {
+        if !(h.is_finite() && h > 0.0) {
+            bail!("--hours {h} must be a number > 0");
+        }
+        t.horizon_s = h * 3600.0;
+    }
+    Ok(t)
 }
 
 fn policies(cli: &Cli) -> Result<Vec<Box<dyn Policy>>> {
