@@ -688,7 +688,12 @@ impl<'a> Engine<'a> {
             server_energy_kwh: server_j / J_PER_KWH,
             blade_energy_kwh: blade_j / J_PER_KWH,
             transition_energy_kwh: totals.transition_joules / J_PER_KWH,
+            active_energy_kwh: (server_j + blade_j
+                - totals.joules_in(HostState::S3)
+                - totals.joules_in(HostState::S5))
+                / J_PER_KWH,
             energy_vs_ideal: 0.0,
+            active_energy_vs_ideal: 0.0,
             savings_vs_server_centric_pct: None,
             server_hours: StateHours {
                 s0_busy: hours(HostState::S0Busy),
