@@ -5,6 +5,7 @@ use super::*;
 use crate::power::{StatePower, TransitionCosts};
 use crate::sim::policy::{RackScale, RevenantCalibrated, ServerCentric, ZombieLand};
 use crate::sim::ramext::RamExtCalibration;
+use crate::sim::trace::Request;
 
 /// 2 servers of 4 cores / 8 GiB in one rack with an 8 GiB blade at 1 W per GiB in use; servers
 /// sleep as soon as they are empty.
