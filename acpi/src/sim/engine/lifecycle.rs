@@ -39,40 +39,32 @@ impl Engine<'_> {
     }
 
     pub(super) fn repay(&mut self, z: u32, gib: f64) -> Result<(), SimError> {
-        let in_lenders = self.lenders.contains(&z);
         {
             let s = &mut self.servers[z as usize];
             s.lent = (s.lent - gib).max(0.0);
             s.mem_free += gib;
         }
+        if self.lenders.contains(&z) {
+            // Keep `lendable_gib` equal to the lenders' free memory before touching the set.
+            self.lendable_gib += gib;
+        }
         let phase = self.servers[z as usize].phase;
         match phase {
             Phase::On | Phase::Waking { .. } => self.refit(z),
-            Phase::Converting => {
-                if in_lenders {
-                    self.lendable_gib += gib;
-                } else {
-                    self.lenders_insert(z);
-                }
+            Phase::Converting => self.lenders_insert(z),
+            Phase::Asleep(HostState::Sz) if self.servers[z as usize].lent <= EPS => {
+                // Nothing lent any more: drop to S3. Only DRAM refresh mode and NIC power
+                // change, so no resume is charged (assumption, docs/energy.md).
+                self.lenders_remove(z);
+                self.asleep_sz.remove(&z);
+                self.asleep_s3.insert(z);
+                let s = &mut self.servers[z as usize];
+                s.lent = 0.0;
+                s.mem_free = self.dc.mem_gib_per_server;
+                s.phase = Phase::Asleep(HostState::S3);
+                s.account.enter(HostState::S3, self.now)?;
             }
-            Phase::Asleep(HostState::Sz) => {
-                if self.servers[z as usize].lent <= EPS {
-                    // Nothing lent any more: drop to S3. Only DRAM refresh mode and NIC power
-                    // change, so no resume is charged (assumption, docs/energy.md).
-                    self.lenders_remove(z);
-                    self.asleep_sz.remove(&z);
-                    self.asleep_s3.insert(z);
-                    let s = &mut self.servers[z as usize];
-                    s.lent = 0.0;
-                    s.mem_free = self.dc.mem_gib_per_server;
-                    s.phase = Phase::Asleep(HostState::S3);
-                    s.account.enter(HostState::S3, self.now)?;
-                } else if in_lenders {
-                    self.lendable_gib += gib;
-                } else {
-                    self.lenders_insert(z);
-                }
-            }
+            Phase::Asleep(HostState::Sz) => self.lenders_insert(z),
             Phase::Suspending | Phase::Asleep(_) => {}
         }
         Ok(())

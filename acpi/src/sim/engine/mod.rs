@@ -3,6 +3,8 @@
 //! trace. Nothing ticks: each server's energy account integrates between its own state changes.
 
 mod fit;
+#[cfg(test)]
+mod invariants;
 mod lifecycle;
 mod placement;
 mod server;
@@ -234,6 +236,8 @@ impl<'a> Engine<'a> {
                 }
                 (None, Some(_)) => self.pop_event()?,
             }
+            #[cfg(test)]
+            self.check_invariants();
         }
         progress(requests);
         Ok(())

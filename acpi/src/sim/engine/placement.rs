@@ -178,7 +178,7 @@ impl Engine<'_> {
                 gib -= take;
                 loans.push((z, take));
                 if self.servers[z as usize].mem_free <= EPS {
-                    self.lenders.remove(&z);
+                    self.lenders_remove(z);
                 }
             } else if let Some(&z) = self.asleep_s3.last() {
                 // Highest index: first fit packs VMs at the low end, so lenders come from the top.

@@ -196,3 +196,52 @@ fn same_input_same_result() {
     let b = run(&ZombieLand, &three_vms(), &dc(), &profile());
     assert_eq!(a, b);
 }
+
+#[test]
+fn synthetic_day_keeps_bookkeeping_consistent_under_every_policy() {
+    // The engine checks its invariants after every step in test builds (invariants.rs); this
+    // drives it through a busy synthetic day with all the mechanisms in play.
+    let d = Datacenter {
+        servers: 24,
+        servers_per_rack: 8,
+        blade_gib_per_rack: 1024.0,
+        idle_before_sleep_s: 60.0,
+        ..Datacenter::default()
+    };
+    let params = crate::sim::synthetic::SyntheticParams {
+        hours: 12.0,
+        hot_min: 0.05,
+        hot_max: 0.35,
+        memory_load: 0.6,
+        ..Default::default()
+    };
+    let trace = crate::sim::synthetic::generate(&d, &params).unwrap();
+    let cal = RamExtCalibration {
+        remote_fault_p50_us: 20.0,
+        remote_fault_p99_us: 80.0,
+        slowdown_at_50pct_local: 1.4,
+        slowdown_at_50pct_local_controller: 1.1,
+    };
+    let policies: [&dyn Policy; 4] = [
+        &ServerCentric,
+        &RackScale,
+        &ZombieLand,
+        &RevenantCalibrated::new(cal, 1.1),
+    ];
+    let p = PowerProfile::default();
+    let mut energy = Vec::new();
+    for policy in policies {
+        let r = run(policy, &trace, &d, &p);
+        let h = &r.server_hours;
+        let total = h.s0_busy + h.s0_idle + h.s3 + h.sz + h.s5 + h.transition;
+        assert!(
+            (total - 24.0 * 12.0).abs() < 1e-6,
+            "{}: {total} server-hours",
+            r.policy
+        );
+        assert!(r.vms_placed > 100, "{}", r.policy);
+        energy.push(r.energy_kwh);
+    }
+    // Memory-heavy, small working sets: zombies beat server-centric.
+    assert!(energy[2] < energy[0], "{energy:?}");
+}
