@@ -261,3 +261,55 @@ fn help_explains_flags_with_examples() {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
 }
+
+#[test]
+fn google_task_events_and_datacenter_file_are_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("task_events.csv");
+    // Two tasks scheduled at trace time 0 and 60 s, finishing at 3600 s and 1800 s.
+    std::fs::write(
+        &events,
+        "600000000,,1,0,5,1,u,0,0,0.25,0.5,0,0\n\
+         660000000,,1,1,5,1,u,0,0,0.125,0.25,0,0\n\
+         2400000000,,1,1,5,4,u,0,0,,,,\n\
+         4200000000,,1,0,5,4,u,0,0,,,,\n",
+    )
+    .unwrap();
+    let usage = dir.path().join("task_usage.csv");
+    std::fs::write(&usage, "0,300000000,1,0,5,0.1,0.125,0.2\n").unwrap();
+    let dc = dir.path().join("dc.toml");
+    std::fs::write(
+        &dc,
+        "servers = 3\ncpus_per_server = 16.0\nmem_gib_per_server = 64.0\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    ok(&[
+        "--google-task-events",
+        events.to_str().unwrap(),
+        "--google-task-usage",
+        usage.to_str().unwrap(),
+        "--datacenter",
+        dc.to_str().unwrap(),
+        "--no-plots",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let s = summary(&out);
+    assert_eq!(s["servers"], 3);
+    assert_eq!(s["requests"], 2);
+    assert_eq!(s["trace_hours"], 1.0);
+    // Ideal energy: (0.25*16 cores * 3600 s + 0.125*16 * 1740 s) / 16 cores * 200 W.
+    let ideal = (4.0 * 3600.0 + 2.0 * 1740.0) / 16.0 * 200.0 / 3.6e6;
+    assert!((s["ideal_energy_kwh"].as_f64().unwrap() - ideal).abs() < 1e-9);
+
+    let bad = dir.path().join("bad_events.csv");
+    std::fs::write(&bad, "600000000,,1,0,5,1,u,0,0,0.25,lots,0,0\n").unwrap();
+    let err = failing(&[
+        "--google-task-events",
+        bad.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(err.contains("line 1, column 11 (memory_request)"), "{err}");
+}

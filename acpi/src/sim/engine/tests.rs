@@ -198,6 +198,32 @@ fn same_input_same_result() {
 }
 
 #[test]
+fn overloaded_datacenter_keeps_bookkeeping_consistent() {
+    // More memory asked than the datacenter has: fallbacks, full blades and rejections all happen,
+    // with invariants checked after every step.
+    let d = Datacenter {
+        servers: 10,
+        servers_per_rack: 4,
+        blade_gib_per_rack: 256.0,
+        idle_before_sleep_s: 0.0,
+        ..Datacenter::default()
+    };
+    let params = crate::sim::synthetic::SyntheticParams {
+        hours: 6.0,
+        memory_load: 2.0,
+        seed: 11,
+        ..Default::default()
+    };
+    let trace = crate::sim::synthetic::generate(&d, &params).unwrap();
+    let policies: [&dyn Policy; 3] = [&ServerCentric, &RackScale, &ZombieLand];
+    for policy in policies {
+        let r = run(policy, &trace, &d, &PowerProfile::default());
+        assert!(r.vms_rejected > 0, "{}: nothing rejected", r.policy);
+        assert!(r.vms_placed > 0, "{}", r.policy);
+    }
+}
+
+#[test]
 fn synthetic_day_keeps_bookkeeping_consistent_under_every_policy() {
     // The engine checks its invariants after every step in test builds (invariants.rs); this
     // drives it through a busy synthetic day with all the mechanisms in play.
