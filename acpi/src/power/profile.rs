@@ -265,6 +265,12 @@ mod tests {
     }
 
     #[test]
+    fn shipped_default_profile_file_matches_code() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/power-profile-default.toml");
+        assert_eq!(PowerProfile::load(&path).unwrap(), PowerProfile::default());
+    }
+
+    #[test]
     fn toml_overrides_only_given_fields() {
         let p = PowerProfile::from_toml_str(
             "[power_w]\nsz = 12.0\n[transitions]\nresume_from_sz_s = 2.5\n",

@@ -143,6 +143,12 @@ mod tests {
     }
 
     #[test]
+    fn shipped_default_datacenter_file_matches_code() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/datacenter-default.toml");
+        assert_eq!(Datacenter::load(&path).unwrap(), Datacenter::default());
+    }
+
+    #[test]
     fn loads_partial_toml_and_rejects_unknown_field() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("dc.toml");

@@ -18,6 +18,8 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> SimError {
 pub fn energy_per_policy(summary: &Summary, path: &Path) -> Result<(), SimError> {
     let names: Vec<String> = summary.policies.iter().map(|p| p.policy.clone()).collect();
     let values: Vec<f64> = summary.policies.iter().map(|p| p.energy_kwh).collect();
+    // A segmented 0..n axis has n + 1 slots; end at the last bar so no empty slot is drawn.
+    let last_bar = names.len().saturating_sub(1).max(1);
     let max = values.iter().copied().fold(0.0, f64::max).max(1e-9) * 1.15;
     let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
@@ -32,7 +34,7 @@ pub fn energy_per_policy(summary: &Summary, path: &Path) -> Result<(), SimError>
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d((0..names.len()).into_segmented(), 0f64..max)
+        .build_cartesian_2d((0..last_bar).into_segmented(), 0f64..max)
         .map_err(|e| plot_err(path, e))?;
     chart
         .configure_mesh()
