@@ -20,7 +20,7 @@ const EXAMPLE_RAM_EXT: &str = include_str!("../../data/ram-ext-example.json");
 /// Datacenter energy simulator: do zombie (Sz) servers pay off?
 ///
 /// Replays VM requests against a datacenter under each placement policy and writes
-/// OUT/summary.json, OUT/energy.svg and OUT/states-<policy>.svg, and prints a table.
+/// OUT/summary.json, OUT/energy.svg and OUT/states-POLICY.svg, and prints a table.
 ///
 /// Examples:
 ///   revenant-sim --synthetic --servers 1000 --hours 24 --seed 7 --policy all --out out/

@@ -1,7 +1,7 @@
 //! Datacenter energy simulator (`revenant-sim`): replays a trace of VM requests against a datacenter
 //! under several placement policies and reports energy, per-state server-hours and an SLA proxy.
 //!
-//! Inputs: [`Datacenter`], a [`PowerProfile`](crate::power::PowerProfile), a [`Trace`] (CSV,
+//! Inputs: [`Datacenter`], a [`crate::power::PowerProfile`], a [`Trace`] (CSV,
 //! converted Google cluster-data, or [`synthetic`]). Policies: [`policy`]. Engine: event-driven
 //! (`engine`), deterministic for a given input.
 
