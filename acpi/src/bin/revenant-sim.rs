@@ -115,6 +115,11 @@ struct Cli {
     #[arg(long, value_name = "FILE")]
     ram_ext_json: Option<PathBuf>,
 
+    /// Revenant policy: use the fixed-budget RAM-ext slowdown (`slowdown_at_50pct_local`) instead
+    /// of the controller's (`slowdown_at_50pct_local_controller`). Example: --ram-ext-fixed-budget
+    #[arg(long)]
+    ram_ext_fixed_budget: bool,
+
     /// Revenant policy: largest run-time multiplier remote memory may cause a VM.
     /// Example: --max-slowdown 1.05
     #[arg(long, default_value_t = 1.05)]
@@ -229,7 +234,11 @@ fn policies(cli: &Cli) -> Result<Vec<Box<dyn Policy>>> {
                 if !(cli.max_slowdown.is_finite() && cli.max_slowdown >= 1.0) {
                     bail!("--max-slowdown {} must be a number >= 1", cli.max_slowdown);
                 }
-                Box::new(RevenantCalibrated::new(cal, cli.max_slowdown))
+                Box::new(RevenantCalibrated::with_budget(
+                    cal,
+                    cli.max_slowdown,
+                    !cli.ram_ext_fixed_budget,
+                ))
             }
             other => bail!(
                 "--policy: unknown policy `{other}` (use all or {})",

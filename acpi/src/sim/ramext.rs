@@ -75,24 +75,33 @@ impl RamExtCalibration {
         Ok(cal)
     }
 
-    /// Run-time multiplier for a VM whose cold memory is partly remote.
+    /// Run-time multiplier for a VM whose memory is partly remote.
     ///
     /// Model: the slowdown grows linearly with the share of the VM's memory that is remote, through
-    /// the measured point (50% remote -> `slowdown_at_50pct_local_controller`, since Revenant runs
-    /// RAM-ext with the controller). Linear is the simplest curve through the one measured point;
-    /// it overestimates cold-only remote memory and is meant as a conservative bound.
-    pub fn slowdown(&self, remote_fraction: f64) -> f64 {
+    /// the measured point at 50% remote: `slowdown_at_50pct_local_controller` when Revenant's
+    /// pressure-driven controller sets the local budget (`controller = true`), else the fixed-budget
+    /// `slowdown_at_50pct_local`. Linear is the simplest curve through the one measured point; it
+    /// overestimates small remote shares of cold memory and is meant as a conservative bound.
+    pub fn slowdown(&self, remote_fraction: f64, controller: bool) -> f64 {
         let r = remote_fraction.clamp(0.0, 1.0);
-        1.0 + (self.slowdown_at_50pct_local_controller - 1.0) * (r / 0.5)
+        1.0 + (self.at_half(controller) - 1.0) * (r / 0.5)
     }
 
     /// Largest remote share whose slowdown stays within `max_slowdown`.
-    pub fn max_remote_fraction(&self, max_slowdown: f64) -> f64 {
-        let per_half = self.slowdown_at_50pct_local_controller - 1.0;
+    pub fn max_remote_fraction(&self, max_slowdown: f64, controller: bool) -> f64 {
+        let per_half = self.at_half(controller) - 1.0;
         if per_half <= 0.0 {
             return 1.0;
         }
         ((max_slowdown - 1.0).max(0.0) * 0.5 / per_half).clamp(0.0, 1.0)
+    }
+
+    fn at_half(&self, controller: bool) -> f64 {
+        if controller {
+            self.slowdown_at_50pct_local_controller
+        } else {
+            self.slowdown_at_50pct_local
+        }
     }
 }
 
@@ -106,10 +115,13 @@ mod tests {
     #[test]
     fn slowdown_is_linear_through_measured_point() {
         let c = RamExtCalibration::from_json_str(OK).unwrap();
-        assert!((c.slowdown(0.0) - 1.0).abs() < 1e-12);
-        assert!((c.slowdown(0.5) - 1.1).abs() < 1e-12);
-        assert!((c.slowdown(0.25) - 1.05).abs() < 1e-12);
-        assert!((c.max_remote_fraction(1.05) - 0.25).abs() < 1e-12);
+        assert!((c.slowdown(0.0, true) - 1.0).abs() < 1e-12);
+        assert!((c.slowdown(0.5, true) - 1.1).abs() < 1e-12);
+        assert!((c.slowdown(0.25, true) - 1.05).abs() < 1e-12);
+        assert!((c.max_remote_fraction(1.05, true) - 0.25).abs() < 1e-12);
+        // Fixed budget: 1.4x at half local.
+        assert!((c.slowdown(0.25, false) - 1.2).abs() < 1e-12);
+        assert!((c.max_remote_fraction(1.2, false) - 0.25).abs() < 1e-12);
     }
 
     #[test]

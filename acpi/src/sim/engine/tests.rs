@@ -147,6 +147,15 @@ fn revenant_three_vms() {
     assert_close(r.sla.max_slowdown, 1.05);
     assert_close(r.sla.mean_slowdown, (1.05 + 1.0 + 1.0) / 3.0);
     assert_close(r.server_hours.sz * 3600.0, 50.0);
+    assert_close(r.sla.mean_remote_fraction, 0.25 / 3.0);
+
+    // Fixed budget (1.4x at half local): at most 6.25% remote. VM1 keeps 5.625 GiB local and
+    // lends 0.375 from s1; the placements, and so the energy, are otherwise the same.
+    let fixed = RevenantCalibrated::with_budget(cal, 1.05, false);
+    let r = run(&fixed, &three_vms(), &dc(), &profile());
+    assert_close(joules(&r), 24_750.0);
+    assert_close(r.sla.mean_remote_fraction, 0.0625 / 3.0);
+    assert_close(r.sla.max_slowdown, 1.05);
 }
 
 #[test]

@@ -11,15 +11,27 @@ use crate::sim::trace::Request;
 #[derive(Debug, Clone, Copy)]
 pub struct RevenantCalibrated {
     calibration: RamExtCalibration,
+    controller: bool,
     max_remote_fraction: f64,
 }
 
 impl RevenantCalibrated {
-    /// Policy using `calibration`, capping each VM's slowdown at `max_slowdown` (e.g. 1.05).
+    /// Policy using `calibration` with RAM-ext's pressure-driven controller, capping each VM's
+    /// slowdown at `max_slowdown` (e.g. 1.05).
     pub fn new(calibration: RamExtCalibration, max_slowdown: f64) -> Self {
+        Self::with_budget(calibration, max_slowdown, true)
+    }
+
+    /// Like [`RevenantCalibrated::new`]; `controller = false` uses the fixed-budget measurement.
+    pub fn with_budget(
+        calibration: RamExtCalibration,
+        max_slowdown: f64,
+        controller: bool,
+    ) -> Self {
         RevenantCalibrated {
             calibration,
-            max_remote_fraction: calibration.max_remote_fraction(max_slowdown),
+            controller,
+            max_remote_fraction: calibration.max_remote_fraction(max_slowdown, controller),
         }
     }
 }
@@ -39,6 +51,6 @@ impl Policy for RevenantCalibrated {
     }
 
     fn slowdown(&self, remote_fraction: f64) -> f64 {
-        self.calibration.slowdown(remote_fraction)
+        self.calibration.slowdown(remote_fraction, self.controller)
     }
 }
