@@ -1,1 +1,19 @@
 //! ACPI tables, sleep states (S0/S3/S4/S5/Sz) and the power/energy model.
+//!
+//! - [`power`]: per-host power states, the power profile (watts and transition latencies) and energy
+//!   accounting.
+//! - [`sim`]: the datacenter energy simulator behind the `revenant-sim` binary.
+
+pub mod power;
+pub mod sim;
+
+/// Errors of the `revenant-acpi` crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The power profile could not be loaded or is invalid.
+    #[error(transparent)]
+    Power(#[from] power::PowerError),
+    /// The simulator's inputs are invalid or a simulation failed.
+    #[error(transparent)]
+    Sim(#[from] sim::SimError),
+}
