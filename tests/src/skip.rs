@@ -20,15 +20,20 @@ pub fn kvm_available(test: &str) -> bool {
     if std::env::var("REVENANT_REQUIRE_KVM").as_deref() == Ok("1") {
         panic!("{test}: {reason}, but REVENANT_REQUIRE_KVM=1 says this machine must run KVM tests");
     }
-    println!("SKIP: {test}: {reason}");
-    eprintln!("SKIP: {test}: {reason}");
+    announce(test, &reason);
     false
 }
 
 /// Skip with a reason that does not depend on KVM (a missing guest kernel, say).
 pub fn skip(test: &str, reason: &str) {
-    println!("SKIP: {test}: {reason}");
-    eprintln!("SKIP: {test}: {reason}");
+    announce(test, reason);
+}
+
+/// Writes the SKIP line to the process' stderr directly: libtest captures `println!` and
+/// `eprintln!` of passing tests, and a skip must never go unseen.
+fn announce(test: &str, reason: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIP: {test}: {reason}");
 }
 
 /// True when this host's KVM is PVM (shadow paging, no VMX/SVM): see shared/PVM.md.

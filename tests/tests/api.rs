@@ -276,3 +276,37 @@ fn guest_reset_is_reported_as_shutdown() {
     // The VMM process outlives its guest: kata decides when to stop it.
     assert_eq!(vmm.client.get("vmm.ping").status, 200);
 }
+
+#[test]
+fn every_openapi_path_is_served_with_its_method() {
+    let spec = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../vmm/api/openapi.yaml"
+    ))
+    .unwrap();
+    let mut routes = Vec::new();
+    let mut path: Option<String> = None;
+    for line in spec.lines() {
+        if let Some(p) = line.strip_prefix("  /").and_then(|l| l.strip_suffix(':')) {
+            path = Some(p.to_string());
+        } else if let (Some(p), Some(m)) = (
+            &path,
+            line.strip_prefix("    ").and_then(|l| l.strip_suffix(':')),
+        ) {
+            if m == "get" || m == "put" {
+                routes.push((m.to_uppercase(), p.clone()));
+            }
+        }
+    }
+    assert!(routes.len() >= 9, "parsed {routes:?}");
+    let mut vmm = ApiVmm::start();
+    for (method, action) in routes.iter().filter(|(_, a)| a != "vmm.shutdown") {
+        let r = vmm.client.request(method, action, None).unwrap();
+        assert!(
+            r.status != 404 && r.status != 405,
+            "{method} {action}: {}",
+            r.status
+        );
+    }
+    assert_eq!(vmm.client.put("vmm.shutdown", None).status, 204);
+}

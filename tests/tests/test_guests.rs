@@ -170,3 +170,44 @@ fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn serial_socket_replays_what_was_printed_before_a_client_connected() {
+    if !kvm_available("serial_socket_replays_what_was_printed_before_a_client_connected") {
+        return;
+    }
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let image = write_guest(dir.path(), "halt.bin", &guests::real_mode_halt());
+    let socket = dir.path().join("console.sock");
+    let serial = format!("socket:{}", socket.display());
+    let mut child = Command::new(revenant_tests::bins::binary("revenant"))
+        .args([
+            "--test-guest",
+            image.to_str().unwrap(),
+            "--memory",
+            "16M",
+            "--serial",
+            &serial,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(|| socket.exists(), "the console socket");
+    // Give the guest time to print before anyone listens.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut client = UnixStream::connect(&socket).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = [0u8; 6];
+    client.read_exact(&mut got).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(&got, b"ready\n");
+}

@@ -101,7 +101,7 @@ impl Cli {
             },
             memory: MemoryConfig {
                 size: self.memory,
-                hotplug_size: None,
+                hotplug_size: 0,
             },
             payload: Some(payload),
             serial: self.serial.clone(),

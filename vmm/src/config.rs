@@ -48,15 +48,17 @@ impl Default for CpusConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemoryConfig {
     pub size: u64,
+    /// How much memory may be hot-plugged on top of `size`; 0 for none. Always an integer in
+    /// `vm.info` (kata's client decodes it as one).
     #[serde(default)]
-    pub hotplug_size: Option<u64>,
+    pub hotplug_size: u64,
 }
 
 impl Default for MemoryConfig {
     fn default() -> Self {
         MemoryConfig {
             size: 512 << 20,
-            hotplug_size: None,
+            hotplug_size: 0,
         }
     }
 }
@@ -196,19 +198,17 @@ impl VmConfig {
                 format!("must be at most {MAX_MEMORY} bytes"),
             ));
         }
-        if let Some(h) = m.hotplug_size {
-            if h % PAGE_SIZE != 0 {
-                return Err(ConfigError::new(
-                    "memory.hotplug_size",
-                    "must be a multiple of 4096 bytes",
-                ));
-            }
-            if m.size.saturating_add(h) > MAX_MEMORY {
-                return Err(ConfigError::new(
-                    "memory.hotplug_size",
-                    format!("size + hotplug_size must be at most {MAX_MEMORY} bytes"),
-                ));
-            }
+        if m.hotplug_size % PAGE_SIZE != 0 {
+            return Err(ConfigError::new(
+                "memory.hotplug_size",
+                "must be a multiple of 4096 bytes",
+            ));
+        }
+        if m.size.saturating_add(m.hotplug_size) > MAX_MEMORY {
+            return Err(ConfigError::new(
+                "memory.hotplug_size",
+                format!("size + hotplug_size must be at most {MAX_MEMORY} bytes"),
+            ));
         }
         Ok(())
     }

@@ -20,12 +20,16 @@ impl Trigger for IrqTrigger {
 
 pub struct SerialDevice {
     uart: Serial<IrqTrigger, NoEvents, SerialOutput>,
+    /// Set after the first failed write, so a guest printing into a closed pipe doesn't turn
+    /// every byte into a log line.
+    output_failed: bool,
 }
 
 impl SerialDevice {
     pub fn new(irq: EventFd, output: SerialOutput) -> Self {
         SerialDevice {
             uart: Serial::new(IrqTrigger(irq), output),
+            output_failed: false,
         }
     }
 
@@ -61,7 +65,10 @@ impl BusDevice for SerialDevice {
             return;
         };
         if let Err(e) = self.uart.write(offset, value) {
-            tracing::warn!("serial write failed: {e:?}");
+            if !self.output_failed {
+                tracing::warn!("serial output failed, further failures not logged: {e:?}");
+                self.output_failed = true;
+            }
         }
     }
 }
