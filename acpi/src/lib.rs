@@ -1,9 +1,11 @@
 //! ACPI tables, sleep states (S0/S3/S4/S5/Sz) and the power/energy model.
 //!
+//! - [`platform`]: guest-visible ports, addresses and values the tables and the VMM share.
 //! - [`power`]: per-host power states, the power profile (watts and transition latencies) and energy
 //!   accounting.
 //! - [`sim`]: the datacenter energy simulator behind the `revenant-sim` binary.
 
+pub mod platform;
 pub mod power;
 pub mod sim;
 
