@@ -286,3 +286,64 @@ mod tests {
         assert_ne!(expected_checksum(1), expected_checksum(2));
     }
 }
+
+/// Guest-physical address of the FACS (`revenant_acpi::platform::FACS_ADDR`), where a guest
+/// sets its firmware waking vector before sleeping.
+const FACS_ADDR: u32 = 0x000e_0040;
+const SLEEP_CONTROL_PORT: u16 = 0x600;
+const SLEEP_STATUS_PORT: u16 = 0x601;
+const SLP_EN: u32 = 1 << 5;
+const WAK_STS: u32 = 1 << 7;
+const SLP_TYP_S3: u32 = 1;
+const SLP_TYP_S5: u32 = 5;
+
+/// Real mode: counts how often it has started (the counter lives in guest RAM, so it survives
+/// S3), prints `W` if WAK_STS is set (clearing it) and the count with a newline, points the
+/// FACS waking vector at its own entry and asks for S3. On its `rounds`-th start it asks for
+/// S5 (power off) instead. So a VM woken twice prints `1\nW2\nW3\n` with rounds = 3.
+pub fn real_mode_sleeper(rounds: u8) -> Vec<u8> {
+    let mut a = CodeAssembler::new(16).expect("16-bit assembler");
+    let build = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+        let mut not_woken = a.create_label();
+        let mut power_off = a.create_label();
+        let mut forever = a.create_label();
+        a.mov(bx, 0x1000u32)?; // counter at DS:0x1000, past the image
+        a.inc(byte_ptr(bx))?;
+        a.mov(dx, SLEEP_STATUS_PORT as u32)?;
+        a.in_(al, dx)?;
+        a.test(al, WAK_STS)?;
+        a.jz(not_woken)?;
+        a.out(dx, al)?; // write WAK_STS back: clears it
+        a.mov(dx, COM1 as u32)?;
+        a.mov(al, b'W' as u32)?;
+        a.out(dx, al)?;
+        a.set_label(&mut not_woken)?;
+        a.mov(dx, COM1 as u32)?;
+        a.mov(al, byte_ptr(bx))?;
+        a.add(al, b'0' as u32)?;
+        a.out(dx, al)?;
+        a.mov(al, b'\n' as u32)?;
+        a.out(dx, al)?;
+        a.cmp(byte_ptr(bx), rounds as u32)?;
+        a.jae(power_off)?;
+        // FACS.firmware_waking_vector = 0x10000 (this image's entry: CS=0x1000, IP=0).
+        a.mov(ax, FACS_ADDR >> 4)?;
+        a.mov(es, ax)?;
+        a.mov(di, (FACS_ADDR & 0xf) + 12)?;
+        a.mov(dword_ptr(di).es(), 0x1_0000u32)?;
+        a.mov(dx, SLEEP_CONTROL_PORT as u32)?;
+        a.mov(al, (SLP_TYP_S3 << 2) | SLP_EN)?;
+        a.out(dx, al)?;
+        a.jmp(forever)?;
+        a.set_label(&mut power_off)?;
+        a.mov(dx, SLEEP_CONTROL_PORT as u32)?;
+        a.mov(al, (SLP_TYP_S5 << 2) | SLP_EN)?;
+        a.out(dx, al)?;
+        a.set_label(&mut forever)?;
+        a.hlt()?;
+        a.jmp(forever)?;
+        Ok(())
+    };
+    build(&mut a).expect("real-mode sleeper");
+    assemble(&mut a, 0)
+}

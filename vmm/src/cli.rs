@@ -106,6 +106,7 @@ impl Cli {
             payload: Some(payload),
             serial: self.serial.clone(),
             console: ConsoleConfig::default(),
+            sleep_mode: Default::default(),
         }
     }
 }

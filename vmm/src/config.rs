@@ -28,6 +28,19 @@ pub struct VmConfig {
     pub serial: ConsoleConfig,
     #[serde(default)]
     pub console: ConsoleConfig,
+    /// Revenant extension: what the guest's S3 request becomes (`s3`, or `sz` for the
+    /// ZombieLand state in which the VM's memory may move to remote memory).
+    #[serde(default)]
+    pub sleep_mode: SleepState,
+}
+
+/// A VM-level sleep state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SleepState {
+    #[default]
+    S3,
+    Sz,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -4,17 +4,31 @@ use std::sync::mpsc::Sender;
 
 use serde::Serialize;
 
-use crate::config::{ConfigError, VmConfig};
+use revenant_acpi::power::{HostState, PowerProfile};
+
+use crate::config::{ConfigError, SleepState, VmConfig};
 use crate::devices::exit::{ExitSignal, GuestExit};
+use crate::energy::{EnergyReport, PowerPhase, VmEnergy};
 use crate::vm::{Vm, VmCounters, VmError};
 
-/// State names exactly as Cloud Hypervisor reports them (kata compares the strings).
+/// State names exactly as Cloud Hypervisor reports them (kata compares the strings), plus
+/// `Sleeping` (S3 or Sz, see `sleep_state` in `vm.info`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum VmState {
     Created,
     Running,
     Paused,
     Shutdown,
+    Sleeping,
+}
+
+/// Why the VM sleeps: who put it there decides how it wakes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Sleep {
+    state: SleepState,
+    /// The guest wrote the sleep register: it resumes at its FACS waking vector. A sleep the
+    /// host imposed (`vm.sleep`) resumes where the vCPUs stopped.
+    by_guest: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +58,15 @@ pub struct VmInfo {
     pub config: VmConfig,
     pub state: VmState,
     pub memory_actual_size: u64,
+    /// `S0` unless the VM sleeps (`S3` or `Sz`).
+    pub sleep_state: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CountersReport {
+    #[serde(flatten)]
+    pub exits: VmCounters,
+    pub energy: EnergyReport,
 }
 
 /// A guest stop, tagged with the boot it belongs to so a late message from a VM that has
@@ -57,6 +80,9 @@ pub struct Controller {
     exits: Sender<TaggedExit>,
     generation: u64,
     last_exit: Option<GuestExit>,
+    sleep: Option<Sleep>,
+    energy: Option<VmEnergy>,
+    power_profile: PowerProfile,
 }
 
 impl Controller {
@@ -68,6 +94,20 @@ impl Controller {
             exits,
             generation: 0,
             last_exit: None,
+            sleep: None,
+            energy: None,
+            power_profile: PowerProfile::default(),
+        }
+    }
+
+    /// Records the VM's power phase change for energy accounting.
+    fn set_phase(&mut self, phase: PowerPhase) {
+        let (cpu, vcpus) = self
+            .vm
+            .as_ref()
+            .map_or((0.0, 0), |vm| (vm.vcpu_cpu_seconds(), vm.vcpu_count()));
+        if let Some(e) = &mut self.energy {
+            e.set_phase(phase, cpu, vcpus);
         }
     }
 
@@ -104,6 +144,8 @@ impl Controller {
         self.vm = Some(Vm::boot(config, exit)?);
         self.state = VmState::Running;
         self.last_exit = None;
+        self.sleep = None;
+        self.energy = Some(VmEnergy::new(&self.power_profile));
         Ok(())
     }
 
@@ -112,6 +154,7 @@ impl Controller {
             (Some(vm), VmState::Running) => {
                 vm.pause()?;
                 self.state = VmState::Paused;
+                self.set_phase(PowerPhase::Idle);
                 Ok(())
             }
             _ => Err(self.wrong_state("pause")),
@@ -123,17 +166,68 @@ impl Controller {
             (Some(vm), VmState::Paused) => {
                 vm.resume();
                 self.state = VmState::Running;
+                self.set_phase(PowerPhase::Running);
                 Ok(())
             }
             _ => Err(self.wrong_state("resume")),
         }
     }
 
+    /// Host-initiated sleep (`vm.sleep`): the vCPUs stop where they are.
+    pub fn sleep(&mut self, state: SleepState) -> Result<(), ControlError> {
+        match (&self.vm, self.state) {
+            (Some(vm), VmState::Running) => {
+                vm.pause()?;
+                self.enter_sleep(Sleep {
+                    state,
+                    by_guest: false,
+                });
+                Ok(())
+            }
+            _ => Err(self.wrong_state("sleep")),
+        }
+    }
+
+    fn enter_sleep(&mut self, sleep: Sleep) {
+        tracing::info!("VM entered {:?}", sleep.state);
+        self.state = VmState::Sleeping;
+        self.sleep = Some(sleep);
+        self.set_phase(PowerPhase::Sleeping(match sleep.state {
+            SleepState::S3 => HostState::S3,
+            SleepState::Sz => HostState::Sz,
+        }));
+    }
+
+    /// `vm.wake`: back to S0. A guest that slept on its own restarts at its waking vector.
+    pub fn wake(&mut self) -> Result<(), ControlError> {
+        let (Some(vm), Some(sleep)) = (&self.vm, self.sleep) else {
+            return Err(self.wrong_state("wake"));
+        };
+        let vector = if sleep.by_guest {
+            let v = vm.waking_vector();
+            if v.is_none() {
+                tracing::warn!(
+                    "guest slept without setting a FACS waking vector; resuming where it stopped"
+                );
+            }
+            v
+        } else {
+            None
+        };
+        vm.wake(vector);
+        self.sleep = None;
+        self.state = VmState::Running;
+        self.set_phase(PowerPhase::Running);
+        Ok(())
+    }
+
     /// Stops the VM; its configuration stays, so `vm.boot` can start it again.
     pub fn shutdown(&mut self) -> Result<(), ControlError> {
         match self.state {
-            VmState::Running | VmState::Paused if self.vm.is_some() => {
+            VmState::Running | VmState::Paused | VmState::Sleeping if self.vm.is_some() => {
+                self.set_phase(PowerPhase::Off);
                 self.vm = None;
+                self.sleep = None;
                 self.state = VmState::Shutdown;
                 Ok(())
             }
@@ -147,18 +241,31 @@ impl Controller {
             .clone()
             .ok_or_else(|| self.wrong_state("report info"))?;
         let memory_actual_size = config.memory.size;
+        let sleep_state = match self.sleep.map(|s| s.state) {
+            None => "S0",
+            Some(SleepState::S3) => "S3",
+            Some(SleepState::Sz) => "Sz",
+        };
         Ok(VmInfo {
             config,
             state: self.state,
             memory_actual_size,
+            sleep_state,
         })
     }
 
-    pub fn counters(&self) -> Result<VmCounters, ControlError> {
-        match &self.vm {
-            Some(vm) => Ok(vm.counters()),
-            None => Err(self.wrong_state("report counters")),
-        }
+    pub fn counters(&mut self) -> Result<CountersReport, ControlError> {
+        let Some(vm) = &self.vm else {
+            return Err(self.wrong_state("report counters"));
+        };
+        let exits = vm.counters();
+        let (cpu, vcpus) = (vm.vcpu_cpu_seconds(), vm.vcpu_count());
+        let energy = self
+            .energy
+            .as_mut()
+            .map(|e| e.report(cpu, vcpus))
+            .unwrap_or_default();
+        Ok(CountersReport { exits, energy })
     }
 
     /// The guest stopped on its own (power off, reset, crash): tear the VM down.
@@ -166,6 +273,26 @@ impl Controller {
         if generation != self.generation || self.vm.is_none() {
             return;
         }
+        if exit == GuestExit::SleepRequested {
+            let mode = self
+                .config
+                .as_ref()
+                .map(|c| c.sleep_mode)
+                .unwrap_or_default();
+            let paused = self.vm.as_ref().map(|vm| vm.pause());
+            match paused {
+                Some(Ok(())) if self.state == VmState::Running => {
+                    return self.enter_sleep(Sleep {
+                        state: mode,
+                        by_guest: true,
+                    });
+                }
+                Some(Err(e)) => tracing::error!("cannot stop the vCPUs for sleep: {e}"),
+                _ => tracing::warn!("sleep request ignored: the VM is {:?}", self.state),
+            }
+            return;
+        }
+        self.set_phase(PowerPhase::Off);
         match &exit {
             GuestExit::Crash(why) => tracing::error!("guest crashed: {why}"),
             other => tracing::info!("guest stopped: {other:?}"),

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod devices;
+pub mod energy;
 pub mod event_loop;
 pub mod vm;
 pub mod vstate;

@@ -74,9 +74,19 @@ fn run(cli: Cli) -> Result<i32> {
     ctl.create(cli.vm_config())?;
     ctl.boot()?;
     drop(ctl);
-    let exit = exit_rx.recv().context("VM exit channel closed")?;
-    let mut ctl = controller.lock().unwrap_or_else(|p| p.into_inner());
-    ctl.on_guest_exit(exit);
+    // Wait for the guest to stop for good; a sleeping guest stays asleep (there is no API to
+    // wake it in this mode), like a suspended machine.
+    let ctl = loop {
+        let exit = exit_rx.recv().context("VM exit channel closed")?;
+        let mut ctl = controller.lock().unwrap_or_else(|p| p.into_inner());
+        ctl.on_guest_exit(exit);
+        if ctl.last_exit().is_some() {
+            break ctl;
+        }
+        eprintln!(
+            "revenant: the guest went to sleep; nothing can wake it without --api-socket (vm.wake)"
+        );
+    };
     let code = ctl.last_exit().map(|e| e.exit_code()).unwrap_or(1);
     if let Some(revenant_vmm::devices::exit::GuestExit::Crash(why)) = ctl.last_exit() {
         eprintln!("revenant: guest crashed: {why}");

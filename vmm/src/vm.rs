@@ -4,7 +4,7 @@
 use std::fs::OpenOptions;
 use std::io::IsTerminal;
 use std::os::unix::net::UnixListener;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -14,6 +14,10 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::boot::{linux, test_guest};
 use crate::config::{ConfigError, ConsoleMode, Payload, VmConfig};
+use revenant_acpi::platform::{ACPI_PORTS_LEN, FACS_ADDR, SLEEP_CONTROL_PORT};
+use vm_memory::{Bytes, GuestAddress};
+
+use crate::devices::acpi::sleep::SleepDevice;
 use crate::devices::bus::{Bus, BusError, SharedDevice};
 use crate::devices::exit::ExitSignal;
 use crate::devices::legacy::i8042::{I8042, I8042_BASE, I8042_LEN};
@@ -85,8 +89,10 @@ pub struct Vm {
     _event_loop: Option<EventLoop>,
     counters: Arc<ExitCounters>,
     test_reports: Option<Arc<Mutex<Vec<u32>>>>,
+    /// WAK_STS of the ACPI sleep status register.
+    wake_status: Arc<AtomicBool>,
     _kvm: KvmVm,
-    _memory: GuestMemoryMmap,
+    memory: GuestMemoryMmap,
 }
 
 impl Vm {
@@ -130,6 +136,14 @@ impl Vm {
             I8042_LEN,
             Arc::new(Mutex::new(I8042::new(exit.clone()))),
         )?;
+        let control = Arc::new(RunControl::default());
+        let wake_status = Arc::new(AtomicBool::new(false));
+        let sleep = SleepDevice::new(exit.clone(), control.clone(), wake_status.clone());
+        add_pio(
+            u64::from(SLEEP_CONTROL_PORT),
+            u64::from(ACPI_PORTS_LEN),
+            Arc::new(Mutex::new(sleep)),
+        )?;
         let mut test_reports = None;
         if matches!(payload, Payload::TestGuest(_)) {
             let report = TestReport::default();
@@ -147,7 +161,6 @@ impl Vm {
         };
 
         timer.stage("devices ready");
-        let control = Arc::new(RunControl::default());
         let counters = Arc::new(ExitCounters::default());
         let ctx = VcpuContext {
             pio: Arc::new(pio),
@@ -172,8 +185,9 @@ impl Vm {
             _event_loop: event_loop,
             counters,
             test_reports,
+            wake_status,
             _kvm: kvm,
-            _memory: memory,
+            memory,
         };
         for (thread, vcpu) in threads.into_iter().zip(vcpus) {
             vm.vcpu_threads.push(thread.launch(vcpu)?);
@@ -188,6 +202,44 @@ impl Vm {
 
     pub fn resume(&self) {
         self.control.resume();
+    }
+
+    /// Number of vCPU threads.
+    pub fn vcpu_count(&self) -> usize {
+        self.vcpu_threads.len()
+    }
+
+    /// CPU time the vCPU threads have used, in seconds (for the energy model's utilisation).
+    pub fn vcpu_cpu_seconds(&self) -> f64 {
+        self.vcpu_threads.iter().map(thread_cpu_seconds).sum()
+    }
+
+    /// The FACS firmware waking vector the guest set before sleeping, if any: the 64-bit
+    /// X_FIRMWARE_WAKING_VECTOR when non-zero, else the 32-bit one.
+    pub fn waking_vector(&self) -> Option<u64> {
+        let x: u64 = self
+            .memory
+            .read_obj(GuestAddress(FACS_ADDR + FACS_X_WAKING_VECTOR))
+            .ok()?;
+        let legacy: u32 = self
+            .memory
+            .read_obj(GuestAddress(FACS_ADDR + FACS_WAKING_VECTOR))
+            .ok()?;
+        match (x, legacy) {
+            (0, 0) => None,
+            (0, v) => Some(u64::from(v)),
+            (v, _) => Some(v),
+        }
+    }
+
+    /// Wakes the VM from a sleep state: WAK_STS set, and the boot vCPU restarted at
+    /// `vector` when the guest put itself to sleep (else it continues where it stopped).
+    pub fn wake(&self, vector: Option<u64>) {
+        self.wake_status.store(true, Ordering::SeqCst);
+        match vector {
+            Some(v) => self.control.resume_at(v),
+            None => self.control.resume(),
+        }
     }
 
     pub fn counters(&self) -> VmCounters {
@@ -209,6 +261,30 @@ impl Drop for Vm {
         // vCPU threads first: nothing may touch guest memory or devices after this.
         self.control.stop(std::mem::take(&mut self.vcpu_threads));
     }
+}
+
+/// FACS field offsets (ACPI 6.5, 5.2.10).
+const FACS_WAKING_VECTOR: u64 = 12;
+const FACS_X_WAKING_VECTOR: u64 = 24;
+
+/// CPU time of one thread, from its per-thread CPU clock.
+fn thread_cpu_seconds(thread: &JoinHandle<()>) -> f64 {
+    use std::os::unix::thread::JoinHandleExt;
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: the pthread_t comes from a JoinHandle we still own, so the thread has not been
+    // joined or detached; `clock` is a valid out-pointer.
+    if unsafe { libc::pthread_getcpuclockid(thread.as_pthread_t(), &mut clock) } != 0 {
+        return 0.0;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `clock` was just obtained for a live thread and `ts` is a valid out-pointer.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 /// KVM_GET_SUPPORTED_CPUID on its own /dev/kvm handle (~0.3 ms here).

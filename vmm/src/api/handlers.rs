@@ -42,6 +42,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/vm.resume", put(vm_resume))
         .route("/api/v1/vm.shutdown", put(vm_shutdown))
         .route("/api/v1/vm.counters", get(vm_counters))
+        .route("/api/v1/vm.sleep", put(vm_sleep))
+        .route("/api/v1/vm.wake", put(vm_wake))
         .fallback(unknown_endpoint)
         .with_state(state)
 }
@@ -108,6 +110,26 @@ async fn vm_shutdown(State(state): State<ApiState>) -> ApiResult {
 
 async fn vm_counters(State(state): State<ApiState>) -> ApiResult {
     Ok(Json(state.controller().counters()?).into_response())
+}
+
+/// `vm.sleep` body: `{"state": "s3" | "sz"}`.
+#[derive(serde::Deserialize)]
+struct SleepRequest {
+    state: crate::config::SleepState,
+}
+
+async fn vm_sleep(State(state): State<ApiState>, raw: Bytes) -> ApiResult {
+    let (req, ignored) = body::parse::<SleepRequest>(&raw)?;
+    if !ignored.is_empty() {
+        tracing::warn!("vm.sleep: ignoring unknown fields: {}", ignored.join(", "));
+    }
+    state.controller().sleep(req.state)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn vm_wake(State(state): State<ApiState>) -> ApiResult {
+    state.controller().wake()?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn unknown_endpoint(uri: axum::http::Uri) -> ApiError {

@@ -4,7 +4,7 @@ use kvm_bindings::{kvm_fpu, kvm_regs, kvm_segment, kvm_sregs};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::gdt::{self, KERNEL_CODE32, KERNEL_CODE64, KERNEL_DATA, TSS};
-use super::layout::{BOOT_STACK_POINTER, GDT_ADDR, IDT_ADDR, REAL_MODE_LOAD_ADDR};
+use super::layout::{BOOT_STACK_POINTER, GDT_ADDR, IDT_ADDR};
 use super::paging;
 use crate::vstate::memory::GuestMemoryMmap;
 
@@ -20,6 +20,8 @@ const RFLAGS_RESERVED: u64 = 0x2;
 /// x87 control word and MXCSR after FNINIT/reset (all exceptions masked).
 const FPU_FCW: u16 = 0x37f;
 const MXCSR_DEFAULT: u32 = 0x1f80;
+/// Stack for real-mode entries, below the boot structures at 0x500-0x9fff... and above the IVT.
+const REAL_MODE_STACK: u64 = 0x7c00;
 /// A busy TSS descriptor type (what LTR leaves in TR); 32-bit and 64-bit share the value.
 const TSS_TYPE_BUSY: u8 = 0xb;
 
@@ -32,8 +34,19 @@ pub enum EntryPoint {
     Linux64 { entry: u64, boot_params: u64 },
     /// A raw 64-bit test guest: long mode on user-accessible identity tables, RDI = RAM size.
     Long64 { entry: u64, ram_size: u64 },
-    /// A raw 16-bit test guest at CS = 0x1000 (base 0x10000), IP = 0.
-    Real16,
+    /// 16-bit real mode at CS:IP, with DS = ES = FS = GS = CS and SS = 0: a raw test guest
+    /// (CS = 0x1000, IP = 0) or the ACPI firmware waking vector after S3.
+    RealMode { cs: u16, ip: u16 },
+}
+
+impl EntryPoint {
+    /// Where a real-mode waking vector (a physical address below 1 MiB) is entered.
+    pub fn waking_vector(vector: u64) -> Option<EntryPoint> {
+        (vector < 0x10_0000).then_some(EntryPoint::RealMode {
+            cs: (vector >> 4) as u16,
+            ip: (vector & 0xf) as u16,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,16 +71,8 @@ pub fn boot_registers(
         mxcsr: MXCSR_DEFAULT,
         ..Default::default()
     };
-    if entry == EntryPoint::Real16 {
-        let selector = (REAL_MODE_LOAD_ADDR >> 4) as u16;
-        let code = real_mode_segment(selector, 0xb);
-        let data = real_mode_segment(selector, 0x3);
-        sregs.cs = code;
-        (sregs.ds, sregs.es, sregs.fs, sregs.gs) = (data, data, data, data);
-        sregs.ss = real_mode_segment(0, 0x3);
-        sregs.cr0 = CR0_ET;
-        regs.rsp = 0x7c00;
-        return Ok((regs, sregs, fpu));
+    if let EntryPoint::RealMode { .. } = entry {
+        return Ok(real_mode_registers(entry, sregs));
     }
 
     write_gdt(mem)?;
@@ -103,9 +108,38 @@ pub fn boot_registers(
             regs.rdi = ram_size;
             regs.rsp = BOOT_STACK_POINTER;
         }
-        EntryPoint::Real16 => unreachable!("handled above"),
+        EntryPoint::RealMode { .. } => unreachable!("handled above"),
     }
     Ok((regs, sregs, fpu))
+}
+
+/// Registers for a real-mode entry (no guest memory needed); other entries are unchanged.
+pub fn real_mode_registers(
+    entry: EntryPoint,
+    mut sregs: kvm_sregs,
+) -> (kvm_regs, kvm_sregs, kvm_fpu) {
+    let mut regs = kvm_regs {
+        rflags: RFLAGS_RESERVED,
+        ..Default::default()
+    };
+    let fpu = kvm_fpu {
+        fcw: FPU_FCW,
+        mxcsr: MXCSR_DEFAULT,
+        ..Default::default()
+    };
+    if let EntryPoint::RealMode { cs, ip } = entry {
+        let data = real_mode_segment(cs, 0x3);
+        sregs.cs = real_mode_segment(cs, 0xb);
+        (sregs.ds, sregs.es, sregs.fs, sregs.gs) = (data, data, data, data);
+        sregs.ss = real_mode_segment(0, 0x3);
+        sregs.cr0 = CR0_ET;
+        (sregs.cr3, sregs.cr4, sregs.efer) = (0, 0, 0);
+        sregs.idt.base = 0;
+        sregs.idt.limit = 0x3ff;
+        regs.rip = u64::from(ip);
+        regs.rsp = REAL_MODE_STACK;
+    }
+    (regs, sregs, fpu)
 }
 
 fn enter_long_mode(

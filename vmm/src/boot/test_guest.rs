@@ -60,7 +60,10 @@ pub fn load(
     }
     mem.write_slice(&image, GuestAddress(addr))?;
     Ok(match mode {
-        TestGuestMode::Real => EntryPoint::Real16,
+        TestGuestMode::Real => EntryPoint::RealMode {
+            cs: (REAL_MODE_LOAD_ADDR >> 4) as u16,
+            ip: 0,
+        },
         TestGuestMode::Long => EntryPoint::Long64 {
             entry: HIMEM_START,
             ram_size: low_ram_end(mem),

@@ -11,13 +11,16 @@ pub enum GuestExit {
     Reset,
     /// Unrecoverable guest or VMM failure: triple fault, emulation failure, KVM error.
     Crash(String),
+    /// The guest asked for S3 through the ACPI sleep control register. Its vCPUs stop but the
+    /// VM lives on: the owner records S3 (or Sz, in sleep mode sz) until a wake.
+    SleepRequested,
 }
 
 impl GuestExit {
     /// Process exit status in direct-boot mode: 0 for an orderly stop.
     pub fn exit_code(&self) -> i32 {
         match self {
-            GuestExit::PowerOff | GuestExit::Reset => 0,
+            GuestExit::PowerOff | GuestExit::Reset | GuestExit::SleepRequested => 0,
             GuestExit::Crash(_) => 1,
         }
     }

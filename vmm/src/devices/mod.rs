@@ -1,5 +1,6 @@
 //! Devices and the buses that route guest accesses to them.
 
+pub mod acpi;
 pub mod bus;
 pub mod exit;
 pub mod legacy;

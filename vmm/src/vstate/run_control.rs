@@ -26,6 +26,8 @@ enum Requested {
 struct State {
     requested: Requested,
     parked: usize,
+    /// Set by a wake from a guest-initiated sleep: the boot vCPU restarts in real mode here.
+    wake_vector: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +68,7 @@ impl Default for RunControl {
             state: Mutex::new(State {
                 requested: Requested::Run,
                 parked: 0,
+                wake_vector: None,
             }),
             changed: Condvar::new(),
         }
@@ -129,6 +132,30 @@ impl RunControl {
     pub fn resume(&self) {
         self.lock().requested = Requested::Run;
         self.changed.notify_all();
+    }
+
+    /// Asks every vCPU to park at its next gate, without waiting: used from a vCPU thread (a
+    /// guest's sleep request) so that thread stops before its next guest instruction. The
+    /// VM's owner then calls [`RunControl::pause`] to kick and wait for the others.
+    pub fn request_pause(&self) {
+        let mut s = self.lock();
+        if s.requested == Requested::Run {
+            s.requested = Requested::Pause;
+            self.changed.notify_all();
+        }
+    }
+
+    /// Resumes after a guest-initiated sleep: the boot vCPU first restarts at `vector`.
+    pub fn resume_at(&self, vector: u64) {
+        let mut s = self.lock();
+        s.wake_vector = Some(vector);
+        s.requested = Requested::Run;
+        self.changed.notify_all();
+    }
+
+    /// Taken by the boot vCPU after its gate opens.
+    pub fn take_wake_vector(&self) -> Option<u64> {
+        self.lock().wake_vector.take()
     }
 
     /// Asks every thread to exit and joins them, kicking until they have.

@@ -11,7 +11,7 @@ use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 
 use super::memory::GuestMemoryMmap;
 use super::run_control::{Next, RunControl};
-use crate::boot::entry::{boot_registers, EntryPoint};
+use crate::boot::entry::{boot_registers, real_mode_registers, EntryPoint};
 use crate::boot::{cpuid, gdt, msrs};
 use crate::devices::bus::Bus;
 use crate::devices::exit::{ExitSignal, GuestExit};
@@ -193,6 +193,16 @@ impl Vcpu {
 
     fn run(mut self) {
         while self.control.gate() == Next::Run {
+            if self.id == 0 {
+                if let Some(vector) = self.control.take_wake_vector() {
+                    if let Err(e) = self.restart_at(vector) {
+                        self.exit
+                            .send(GuestExit::Crash(format!("cannot wake at {vector:#x}: {e}")));
+                        self.control.wait_for_stop();
+                        return;
+                    }
+                }
+            }
             if let Some(stop) = self.run_once() {
                 tracing::info!("vcpu{}: guest stopped: {stop:?}", self.id);
                 self.exit.send(stop);
@@ -266,6 +276,22 @@ impl Vcpu {
                 None
             }
         }
+    }
+
+    /// Restarts the vCPU in real mode at an ACPI firmware waking vector, as firmware does on
+    /// resume from S3. The vCPU may have been halted in the in-kernel LAPIC, so it is made
+    /// runnable too.
+    fn restart_at(&mut self, vector: u64) -> Result<(), String> {
+        let entry = EntryPoint::waking_vector(vector).ok_or("waking vector above 1 MiB")?;
+        let sregs = self.fd.get_sregs().map_err(|e| e.to_string())?;
+        let (regs, sregs, fpu) = real_mode_registers(entry, sregs);
+        self.fd.set_sregs(&sregs).map_err(|e| e.to_string())?;
+        self.fd.set_regs(&regs).map_err(|e| e.to_string())?;
+        self.fd.set_fpu(&fpu).map_err(|e| e.to_string())?;
+        let runnable = kvm_bindings::kvm_mp_state {
+            mp_state: kvm_bindings::KVM_MP_STATE_RUNNABLE,
+        };
+        self.fd.set_mp_state(runnable).map_err(|e| e.to_string())
     }
 
     fn where_(&self) -> String {

@@ -1,0 +1,4 @@
+//! ACPI fixed-hardware equivalents of HW-reduced ACPI: the sleep control/status and reset
+//! registers the FADT points at (ports in `revenant_acpi::platform`).
+
+pub mod sleep;
