@@ -271,22 +271,6 @@ pub fn long_mode_ticker(shift: u32) -> Vec<u8> {
     assemble(&mut a, LONG_MODE_BASE)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn guests_assemble_and_start_where_the_vmm_enters() {
-        let hello = real_mode_hello("hi");
-        // mov dx, 0x3f8 is the very first instruction.
-        assert_eq!(&hello[..3], &[0xba, 0xf8, 0x03]);
-        assert!(hello.ends_with(b"hi\0"));
-        assert!(!long_mode_checksum(4).is_empty());
-        assert!(!long_mode_ticker(20).is_empty());
-        assert_ne!(expected_checksum(1), expected_checksum(2));
-    }
-}
-
 /// Guest-physical address of the FACS (`revenant_acpi::platform::FACS_ADDR`), where a guest
 /// sets its firmware waking vector before sleeping.
 const FACS_ADDR: u32 = 0x000e_0040;
@@ -346,4 +330,20 @@ pub fn real_mode_sleeper(rounds: u8) -> Vec<u8> {
     };
     build(&mut a).expect("real-mode sleeper");
     assemble(&mut a, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guests_assemble_and_start_where_the_vmm_enters() {
+        let hello = real_mode_hello("hi");
+        // mov dx, 0x3f8 is the very first instruction.
+        assert_eq!(&hello[..3], &[0xba, 0xf8, 0x03]);
+        assert!(hello.ends_with(b"hi\0"));
+        assert!(!long_mode_checksum(4).is_empty());
+        assert!(!long_mode_ticker(20).is_empty());
+        assert_ne!(expected_checksum(1), expected_checksum(2));
+    }
 }
