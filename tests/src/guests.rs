@@ -332,6 +332,111 @@ pub fn real_mode_sleeper(rounds: u8) -> Vec<u8> {
     assemble(&mut a, 0)
 }
 
+/// Installs one IDT gate (64-bit interrupt gate, DPL0) for `vector` pointing at `handler`
+/// and loads the IDT.
+fn install_gate(a: &mut CodeAssembler, vector: u64, handler: CodeLabel) -> Result<(), IcedError> {
+    a.lea(rax, ptr(handler))?;
+    a.mov(rbx, IDT_BASE + vector * 16)?;
+    a.mov(word_ptr(rbx), ax)?;
+    a.mov(word_ptr(rbx + 2), 0x10u32)?;
+    a.mov(word_ptr(rbx + 4), 0x8e00u32)?;
+    a.shr(rax, 16)?;
+    a.mov(word_ptr(rbx + 6), ax)?;
+    a.shr(rax, 16)?;
+    a.mov(dword_ptr(rbx + 8), eax)?;
+    a.mov(dword_ptr(rbx + 12), 0u32)?;
+    a.mov(rbx, IDTR_ADDR)?;
+    a.mov(word_ptr(rbx), (256 * 16 - 1) as u32)?;
+    a.mov(qword_ptr(rbx + 2), IDT_BASE as i32)?;
+    a.lidt(ptr(rbx))?;
+    Ok(())
+}
+
+fn report(a: &mut CodeAssembler, value: u32) -> Result<(), IcedError> {
+    a.mov(eax, value)?;
+    a.out(TEST_REPORT_PORT as u32, eax)
+}
+
+/// 64-bit guest, all at CPL0, that runs instructions this host's KVM refuses to emulate
+/// (shared/PVM.md) and Revenant handles as fallbacks. Reports, in order: 0xa0; 0xb0 from its
+/// #BP handler after INT3; 8 = POPCNT of 0xf0f0; 0xa1 after FWAIT. Then it resets, or, with
+/// `halt_at_end`, halts forever (so the VM stays up for its counters to be read).
+pub fn long_mode_fallbacks(halt_at_end: bool) -> Vec<u8> {
+    let mut a = CodeAssembler::new(64).expect("64-bit assembler");
+    let build = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+        let mut breakpoint = a.create_label();
+        let mut start = a.create_label();
+        a.jmp(start)?;
+        a.set_label(&mut breakpoint)?;
+        report(a, 0xb0)?;
+        a.iretq()?;
+        a.set_label(&mut start)?;
+        install_gate(a, 3, breakpoint)?;
+        report(a, 0xa0)?;
+        a.int3()?;
+        a.mov(rbx, 0xf0f0u64)?;
+        a.popcnt(rax, rbx)?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        a.wait()?;
+        report(a, 0xa1)?;
+        if halt_at_end {
+            let mut forever = a.create_label();
+            a.set_label(&mut forever)?;
+            a.hlt()?;
+            a.jmp(forever)
+        } else {
+            reset(a)
+        }
+    };
+    build(&mut a).expect("long-mode fallback guest");
+    assemble(&mut a, LONG_MODE_BASE)
+}
+
+/// 64-bit guest that executes XGETBV at CPL0, which this host's KVM refuses and Revenant does
+/// not emulate: the VM must stop with a message naming it. Reports 0xa0 first.
+pub fn long_mode_unsupported_instruction() -> Vec<u8> {
+    let mut a = CodeAssembler::new(64).expect("64-bit assembler");
+    let build = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+        report(a, 0xa0)?;
+        a.xor(ecx, ecx)?;
+        a.xgetbv()?;
+        report(a, 0xa1)?;
+        reset(a)
+    };
+    build(&mut a).expect("long-mode unsupported guest");
+    assemble(&mut a, LONG_MODE_BASE)
+}
+
+/// 64-bit guest that reports CPUID leaf 1 ECX, leaf 7.0 EBX, leaf 0x8000_0001 ECX and leaf
+/// 0x4000_0001 EAX, then halts (so the VM stays up).
+pub fn long_mode_cpuid() -> Vec<u8> {
+    let mut a = CodeAssembler::new(64).expect("64-bit assembler");
+    let build = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+        for (leaf, pick) in [
+            (1u32, 'c'),
+            (7, 'b'),
+            (0x8000_0001, 'c'),
+            (0x4000_0001, 'a'),
+        ] {
+            a.mov(eax, leaf)?;
+            a.xor(ecx, ecx)?;
+            a.cpuid()?;
+            match pick {
+                'c' => a.mov(eax, ecx)?,
+                'b' => a.mov(eax, ebx)?,
+                _ => {}
+            }
+            a.out(TEST_REPORT_PORT as u32, eax)?;
+        }
+        let mut forever = a.create_label();
+        a.set_label(&mut forever)?;
+        a.hlt()?;
+        a.jmp(forever)
+    };
+    build(&mut a).expect("long-mode cpuid guest");
+    assemble(&mut a, LONG_MODE_BASE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

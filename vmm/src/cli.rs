@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::boot::cpuid::CpuProfile;
 use crate::boot::test_guest::TestGuestMode;
 use crate::config::{
     ConsoleConfig, ConsoleMode, CpusConfig, MemoryConfig, PayloadConfig, TestGuestConfig, VmConfig,
@@ -65,6 +66,13 @@ pub struct Cli {
     #[arg(long, default_value = "stdout", value_parser = parse_serial, value_name = "DEST")]
     pub serial: ConsoleConfig,
 
+    /// CPUID the guest sees: `auto` (pvm-safe on a PVM host, else host), `host`, or
+    /// `pvm-safe` (hides XSAVE, SSE3+/AVX, POPCNT, CX16, BMI, SMAP/SMEP, PCID, RDTSCP, ...
+    /// whose instructions a PVM host cannot emulate in guest kernel mode).
+    /// Example: --cpu-profile pvm-safe
+    #[arg(long, value_enum, default_value = "auto", value_name = "PROFILE")]
+    pub cpu_profile: CpuProfile,
+
     /// Accepted for compatibility with kata's Cloud Hypervisor driver, which passes
     /// `--seccomp false` when seccomp is disabled. Example: --seccomp false
     #[arg(long, value_name = "true|false", default_value = "true")]
@@ -107,6 +115,7 @@ impl Cli {
             serial: self.serial.clone(),
             console: ConsoleConfig::default(),
             sleep_mode: Default::default(),
+            cpu_profile: self.cpu_profile,
         }
     }
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::boot::cpuid::CpuProfile;
 use crate::boot::layout::CMDLINE_MAX_SIZE;
 use crate::boot::test_guest::TestGuestMode;
 use crate::vstate::memory::PAGE_SIZE;
@@ -32,6 +33,9 @@ pub struct VmConfig {
     /// ZombieLand state in which the VM's memory may move to remote memory).
     #[serde(default)]
     pub sleep_mode: SleepState,
+    /// Revenant extension: the CPUID profile (`auto`, `host`, `pvm-safe`).
+    #[serde(default)]
+    pub cpu_profile: CpuProfile,
 }
 
 /// A VM-level sleep state.

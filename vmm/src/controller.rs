@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use revenant_acpi::power::{HostState, PowerProfile};
 
+use crate::boot::cpuid::CpuProfile;
 use crate::config::{ConfigError, SleepState, VmConfig};
 use crate::devices::exit::{ExitSignal, GuestExit};
 use crate::energy::{EnergyReport, PowerPhase, VmEnergy};
@@ -60,6 +61,8 @@ pub struct VmInfo {
     pub memory_actual_size: u64,
     /// `S0` unless the VM sleeps (`S3` or `Sz`).
     pub sleep_state: &'static str,
+    /// The CPUID profile in force once booted (`host` or `pvm-safe`), else the one asked for.
+    pub cpu_profile: CpuProfile,
 }
 
 #[derive(Debug, Serialize)]
@@ -246,11 +249,13 @@ impl Controller {
             Some(SleepState::S3) => "S3",
             Some(SleepState::Sz) => "Sz",
         };
+        let cpu_profile = self.vm.as_ref().map_or(config.cpu_profile, Vm::cpu_profile);
         Ok(VmInfo {
             config,
             state: self.state,
             memory_actual_size,
             sleep_state,
+            cpu_profile,
         })
     }
 

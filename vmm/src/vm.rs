@@ -12,6 +12,7 @@ use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use serde::Serialize;
 use vmm_sys_util::eventfd::EventFd;
 
+use crate::boot::cpuid::{CpuProfile, PVM_SAFE_LINUX_CMDLINE};
 use crate::boot::{linux, test_guest};
 use crate::config::{ConfigError, ConsoleMode, Payload, VmConfig};
 use revenant_acpi::platform::{ACPI_PORTS_LEN, FACS_ADDR, SLEEP_CONTROL_PORT};
@@ -79,6 +80,8 @@ pub struct VmCounters {
     pub pio_exits: u64,
     pub mmio_exits: u64,
     pub other_exits: u64,
+    /// Instructions the host's KVM refused and Revenant emulated, by mnemonic.
+    pub fallback_emulations: std::collections::BTreeMap<&'static str, u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub test_reports: Vec<u32>,
 }
@@ -91,6 +94,7 @@ pub struct Vm {
     test_reports: Option<Arc<Mutex<Vec<u32>>>>,
     /// WAK_STS of the ACPI sleep status register.
     wake_status: Arc<AtomicBool>,
+    cpu_profile: CpuProfile,
     _kvm: KvmVm,
     memory: GuestMemoryMmap,
 }
@@ -115,13 +119,17 @@ impl Vm {
         let kvm = create_vm(&memory, matches!(payload, Payload::Linux { .. }))?;
         timer.stage("KVM VM created");
 
+        let cpu_profile = config.cpu_profile.resolve();
         let entry = match &payload {
             Payload::Linux {
                 kernel,
                 initramfs,
                 cmdline,
-            } => linux::load(&memory, kernel, *initramfs, cmdline)
-                .map_err(|e| ConfigError::new("payload.kernel", e.to_string()))?,
+            } => {
+                let cmdline = linux_cmdline(cmdline, cpu_profile);
+                linux::load(&memory, kernel, *initramfs, &cmdline)
+                    .map_err(|e| ConfigError::new("payload.kernel", e.to_string()))?
+            }
             Payload::TestGuest(t) => test_guest::load(&memory, &t.path, t.mode)
                 .map_err(|e| ConfigError::new("payload.test_guest.path", e.to_string()))?,
         };
@@ -169,9 +177,10 @@ impl Vm {
             control: control.clone(),
             counters: counters.clone(),
         };
-        let cpuid = cpuid_probe
+        let mut cpuid = cpuid_probe
             .join()
             .map_err(|_| VmError::Probe(std::io::Error::other("CPUID probe thread panicked")))??;
+        crate::boot::cpuid::apply_profile(&mut cpuid, cpu_profile);
         let mut vcpus = Vec::with_capacity(usize::from(count));
         for id in 0..count {
             let vcpu = Vcpu::new(&kvm.fd, id, ctx.clone())?;
@@ -186,6 +195,7 @@ impl Vm {
             counters,
             test_reports,
             wake_status,
+            cpu_profile,
             _kvm: kvm,
             memory,
         };
@@ -202,6 +212,11 @@ impl Vm {
 
     pub fn resume(&self) {
         self.control.resume();
+    }
+
+    /// The CPUID profile in force (never `Auto`).
+    pub fn cpu_profile(&self) -> CpuProfile {
+        self.cpu_profile
     }
 
     /// Number of vCPU threads.
@@ -247,6 +262,12 @@ impl Vm {
             pio_exits: self.counters.pio.load(Ordering::Relaxed),
             mmio_exits: self.counters.mmio.load(Ordering::Relaxed),
             other_exits: self.counters.other.load(Ordering::Relaxed),
+            fallback_emulations: self
+                .counters
+                .fallbacks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
             test_reports: self
                 .test_reports
                 .as_ref()
@@ -260,6 +281,19 @@ impl Drop for Vm {
     fn drop(&mut self) {
         // vCPU threads first: nothing may touch guest memory or devices after this.
         self.control.stop(std::mem::take(&mut self.vcpu_threads));
+    }
+}
+
+/// The guest's command line plus what the CPU profile needs the kernel to know (unless the
+/// user already chose `clearcpuid=` themselves).
+fn linux_cmdline(cmdline: &str, profile: CpuProfile) -> String {
+    if profile == CpuProfile::PvmSafe && !cmdline.contains("clearcpuid=") {
+        tracing::info!(
+            "pvm-safe CPU profile: adding `{PVM_SAFE_LINUX_CMDLINE}` to the kernel command line"
+        );
+        format!("{cmdline} {PVM_SAFE_LINUX_CMDLINE}")
+    } else {
+        cmdline.to_string()
     }
 }
 
@@ -379,4 +413,27 @@ fn build_serial(
     let subscriber = input
         .map(|source| Arc::new(Mutex::new(SerialInput::new(device.clone(), source))) as Subscriber);
     Ok((device, subscriber))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pvm_safe_tells_linux_what_cpuid_cannot_hide() {
+        let c = linux_cmdline("console=ttyS0", CpuProfile::PvmSafe);
+        assert!(
+            c.starts_with("console=ttyS0 noxsave clearcpuid=popcnt,"),
+            "{c}"
+        );
+        assert_eq!(
+            linux_cmdline("console=ttyS0", CpuProfile::Host),
+            "console=ttyS0"
+        );
+        // A user's own clearcpuid= wins.
+        assert_eq!(
+            linux_cmdline("clearcpuid=avx", CpuProfile::PvmSafe),
+            "clearcpuid=avx"
+        );
+    }
 }

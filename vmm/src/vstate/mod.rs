@@ -1,5 +1,6 @@
 //! KVM-facing state: guest memory, the VM file descriptor and vCPUs.
 
+pub mod fallback;
 pub mod memory;
 pub mod run_control;
 pub mod vcpu;

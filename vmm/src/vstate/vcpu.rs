@@ -9,6 +9,7 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 
+use super::fallback::{self, Outcome};
 use super::memory::GuestMemoryMmap;
 use super::run_control::{Next, RunControl};
 use crate::boot::entry::{boot_registers, real_mode_registers, EntryPoint};
@@ -103,7 +104,12 @@ pub struct ExitCounters {
     pub pio: AtomicU64,
     pub mmio: AtomicU64,
     pub other: AtomicU64,
+    /// Instructions the host's KVM refused and Revenant emulated, by mnemonic.
+    pub fallbacks: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
+
+/// KVM_INTERNAL_ERROR_EMULATION: the host could not emulate an instruction.
+const INTERNAL_ERROR_EMULATION: u32 = 1;
 
 pub struct Vcpu {
     id: u8,
@@ -266,7 +272,7 @@ impl Vcpu {
                 KVM_SYSTEM_EVENT_CRASH => GuestExit::Crash("guest reported a crash".into()),
                 other => GuestExit::Crash(format!("unknown system event {other}")),
             }),
-            VcpuExit::InternalError => Some(GuestExit::Crash(self.internal_error())),
+            VcpuExit::InternalError => self.on_internal_error(),
             VcpuExit::FailEntry(reason, cpu) => Some(GuestExit::Crash(format!(
                 "KVM entry failure, hardware reason {reason:#x} on cpu {cpu}"
             ))),
@@ -301,18 +307,81 @@ impl Vcpu {
         }
     }
 
-    fn internal_error(&mut self) -> String {
+    /// An emulation failure gets the fallback emulator; any other internal error ends the VM.
+    fn on_internal_error(&mut self) -> Option<GuestExit> {
         let run = self.fd.get_kvm_run();
         // SAFETY: KVM_RUN just returned KVM_EXIT_INTERNAL_ERROR, so `internal` is the active
         // member of the exit union; ndata is clamped to the array length before use.
         let internal = unsafe { run.__bindgen_anon_1.internal };
-        let n = (internal.ndata as usize).min(internal.data.len());
-        format!(
-            "KVM internal error (suberror {}, data {:x?}) at {}",
+        let data = &internal.data[..(internal.ndata as usize).min(internal.data.len())];
+        if internal.suberror == INTERNAL_ERROR_EMULATION {
+            if let Some(bytes) = fallback::instruction_bytes(data) {
+                return self.emulate_fallback(&bytes).err().map(GuestExit::Crash);
+            }
+        }
+        Some(GuestExit::Crash(format!(
+            "KVM internal error (suberror {}, data {data:x?}) at {}",
             internal.suberror,
-            &internal.data[..n],
             self.where_()
-        )
+        )))
+    }
+
+    /// Carries out an instruction the host refused; `Err` explains why the VM must stop.
+    fn emulate_fallback(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let fail =
+            |what: &str, e: kvm_ioctls::Error| format!("fallback emulation: cannot {what}: {e}");
+        let mut regs = self.fd.get_regs().map_err(|e| fail("read registers", e))?;
+        let sregs = self
+            .fd
+            .get_sregs()
+            .map_err(|e| fail("read segment registers", e))?;
+        let bitness = match (sregs.cs.l, sregs.cs.db) {
+            (1, _) => 64,
+            (_, 1) => 32,
+            _ => 16,
+        };
+        let at = format!("rip {:#x} (CPL {}, {bitness}-bit)", regs.rip, sregs.cs.dpl);
+        let Some(instr) = fallback::decode(bytes, bitness, regs.rip) else {
+            return Err(format!(
+                "the host's KVM could not emulate undecodable bytes {bytes:02x?} at {at}"
+            ));
+        };
+        let fpu = self.fd.get_fpu().map_err(|e| fail("read FPU state", e))?;
+        let outcome = fallback::emulate(&instr, &mut regs, &fpu).map_err(|why| {
+            format!(
+                "guest executed `{}` (bytes {:02x?}) at {at}, which this host's KVM cannot emulate: {why}",
+                fallback::describe(&instr),
+                &bytes[..instr.len().min(bytes.len())]
+            )
+        })?;
+        self.fd
+            .set_regs(&regs)
+            .map_err(|e| fail("write registers", e))?;
+        let name = match outcome {
+            Outcome::Emulated(name) => name,
+            Outcome::InjectTrap(name, vector) => {
+                let mut events = self
+                    .fd
+                    .get_vcpu_events()
+                    .map_err(|e| fail("read events", e))?;
+                events.exception.injected = 1;
+                events.exception.nr = vector;
+                events.exception.has_error_code = 0;
+                self.fd
+                    .set_vcpu_events(&events)
+                    .map_err(|e| fail("inject an exception", e))?;
+                name
+            }
+        };
+        tracing::info!("vcpu{}: fallback {name} at {at}", self.id);
+        *self
+            .counters
+            .fallbacks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name)
+            .or_default() += 1;
+        Ok(())
     }
 }
 
