@@ -1,0 +1,185 @@
+//! `revenant-memd`: the memory server, plus operator subcommands.
+//!
+//! `revenant-memd --listen 127.0.0.1:7600 --capacity 8G --token-file F` serves;
+//! `revenant-memd stat|bench|power --servers LIST --token-file F` operate on servers.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use revenant_remote_mem::bench::{self, BenchParams};
+use revenant_remote_mem::client::{random_key, ClientConfig, HostConn};
+use revenant_remote_mem::endpoint::Endpoint;
+use revenant_remote_mem::power::PowerState;
+use revenant_remote_mem::protocol::MAX_TOKEN;
+use revenant_remote_mem::server::store::{Limits, SlabStore};
+use revenant_remote_mem::server::Server;
+use revenant_remote_mem::size::parse_size;
+
+#[derive(Parser)]
+#[command(name = "revenant-memd", version, about = "Revenant remote-memory server", args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TCP address to listen on (host:port).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Unix socket path to listen on (in addition to or instead of TCP).
+    #[arg(long)]
+    unix: Option<PathBuf>,
+    /// Memory served, e.g. 8G.
+    #[arg(long, default_value = "1G")]
+    capacity: String,
+    /// Bytes per slab, e.g. 64M.
+    #[arg(long, default_value = "64M")]
+    slab_size: String,
+    /// Most memory one client may hold (default: the whole capacity).
+    #[arg(long)]
+    quota: Option<String>,
+    /// File holding the shared-secret token.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Initial power state of the host.
+    #[arg(long, value_enum, default_value = "s0")]
+    power_state: PowerState,
+}
+
+#[derive(Args)]
+struct Target {
+    /// Comma-separated servers: tcp://h:p, unix:///path or h:p.
+    #[arg(long)]
+    servers: String,
+    /// File holding the shared-secret token.
+    #[arg(long)]
+    token_file: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print each server's statistics as JSON.
+    Stat(Target),
+    /// Run the latency/throughput benchmark; prints one JSON line.
+    Bench {
+        #[command(flatten)]
+        target: Target,
+        /// Timed 4 KiB reads.
+        #[arg(long, default_value_t = 20000)]
+        samples: usize,
+        /// Remote memory covered by the benchmark.
+        #[arg(long, default_value = "256M")]
+        working_set: String,
+        /// Sequential passes over the working set.
+        #[arg(long, default_value_t = 4)]
+        seq_passes: usize,
+    },
+    /// Set the servers' power state (control frame).
+    Power {
+        #[command(flatten)]
+        target: Target,
+        /// New state.
+        #[arg(long, value_enum)]
+        state: PowerState,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        None => serve(cli.serve),
+        Some(Command::Stat(t)) => {
+            let token = read_token(&t.token_file)?;
+            let mut out = Vec::new();
+            for ep in Endpoint::parse_list(&t.servers)? {
+                let c = HostConn::connect(&ep, &token, random_key()?, Duration::from_secs(5))
+                    .with_context(|| format!("connecting to {ep}"))?;
+                let mut s = c.stat()?;
+                if let Some(o) = s.as_object_mut() {
+                    o.insert("server".into(), ep.to_string().into());
+                }
+                out.push(s);
+            }
+            println!("{}", serde_json::to_string(&out)?);
+            Ok(())
+        }
+        Some(Command::Power { target, state }) => {
+            let token = read_token(&target.token_file)?;
+            for ep in Endpoint::parse_list(&target.servers)? {
+                HostConn::connect(&ep, &token, random_key()?, Duration::from_secs(5))?
+                    .set_power(state)
+                    .with_context(|| format!("setting power state on {ep}"))?;
+            }
+            Ok(())
+        }
+        Some(Command::Bench { target, samples, working_set, seq_passes }) => {
+            let cfg = ClientConfig {
+                endpoints: Endpoint::parse_list(&target.servers)?,
+                token: read_token(&target.token_file)?,
+                replicas: Some(1),
+                timeout: Duration::from_secs(10),
+            };
+            let p = BenchParams { samples, working_set: parse_size(&working_set)?, seq_passes };
+            let report = bench::run(&cfg, p)?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+    }
+}
+
+fn serve(a: ServeArgs) -> Result<()> {
+    let Some(token_file) = a.token_file else { bail!("--token-file is required to serve") };
+    if a.listen.is_none() && a.unix.is_none() {
+        bail!("give --listen HOST:PORT and/or --unix PATH");
+    }
+    let token = read_token(&token_file)?;
+    let capacity = parse_size(&a.capacity)?;
+    let slab_size = parse_size(&a.slab_size)?;
+    let quota = a.quota.as_deref().map(parse_size).transpose()?.unwrap_or(capacity);
+    if slab_size == 0 || slab_size % 4096 != 0 || usize::try_from(slab_size).is_err() {
+        bail!("--slab-size must be a non-zero multiple of 4096");
+    }
+    let store = Arc::new(SlabStore::new(Limits { slab_size, capacity, quota }, a.power_state));
+    let server = Server::start(a.listen.as_deref(), a.unix, store, token)?;
+    tracing::info!(
+        tcp = ?server.tcp_addr,
+        unix = ?server.unix_path,
+        capacity,
+        slab_size,
+        quota,
+        power = ?a.power_state,
+        "revenant-memd serving"
+    );
+    // Machine-readable readiness line: tests and scripts pass port 0 and read
+    // the real address here.
+    if let Some(addr) = server.tcp_addr {
+        println!("listening tcp://{addr}");
+    }
+    if let Some(p) = &server.unix_path {
+        println!("listening unix://{}", p.display());
+    }
+    server.wait();
+    Ok(())
+}
+
+fn read_token(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).with_context(|| format!("reading token file {}", path.display()))?;
+    let token = raw.trim_ascii().to_vec();
+    if token.is_empty() || token.len() > MAX_TOKEN {
+        bail!("token in {} must be 1..={MAX_TOKEN} bytes", path.display());
+    }
+    Ok(token)
+}

@@ -1,0 +1,497 @@
+//! The replicated client: slabs placed on several memd hosts with
+//! power-of-two choices, each kept on `r` hosts. Writes go to every live
+//! replica; reads go to the first healthy one and fail over. A replica whose
+//! write failed is marked stale at once, so no later read can see old data.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::conn::{HostConn, ReadOp, WriteOp};
+use super::placement::{two_choices, Rng};
+use super::{random_key, rereplicate, ClientError};
+use crate::endpoint::Endpoint;
+
+/// How to build a [`MemClient`].
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The memd hosts (static directory).
+    pub endpoints: Vec<Endpoint>,
+    /// Shared-secret token.
+    pub token: Vec<u8>,
+    /// Replication factor; `None` = 2 with two or more hosts, else 1.
+    pub replicas: Option<usize>,
+    /// Socket timeout: a host silent for this long counts as dead.
+    pub timeout: Duration,
+}
+
+/// A slab as the client's user sees it (index into the client's slab table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SlabId(pub usize);
+
+pub(super) struct Host {
+    pub conn: Option<HostConn>,
+    pub alive: AtomicBool,
+    /// Free bytes as last reported by the host (HELLO / ALLOC replies).
+    pub free: AtomicU64,
+    pub endpoint: Endpoint,
+}
+
+pub(super) struct Replica {
+    pub host: usize,
+    pub slab: u64,
+    /// A write to this copy failed: its contents may be old; never read it.
+    pub stale: AtomicBool,
+}
+
+pub(super) struct LogicalSlab {
+    /// Foreground I/O holds this shared; re-replication holds it exclusive
+    /// while copying, so no write can slip past a copy in progress.
+    pub replicas: RwLock<Vec<Replica>>,
+}
+
+pub(super) struct Shared {
+    pub hosts: Vec<Host>,
+    pub slabs: RwLock<Vec<Option<Arc<LogicalSlab>>>>,
+    pub replicas: usize,
+    pub slab_size: u64,
+    rng: Mutex<Rng>,
+    pub wake: Mutex<bool>,
+    pub cv: Condvar,
+    pub shutdown: AtomicBool,
+}
+
+/// A read in a client batch.
+pub struct PageRead<'a> {
+    /// Slab to read from.
+    pub slab: SlabId,
+    /// Byte offset in the slab.
+    pub offset: u64,
+    /// Destination (length = bytes to read, at most 1 MiB).
+    pub buf: &'a mut [u8],
+}
+
+/// A write in a client batch.
+pub struct PageWrite<'a> {
+    /// Slab to write to.
+    pub slab: SlabId,
+    /// Byte offset in the slab.
+    pub offset: u64,
+    /// Data (at most 1 MiB).
+    pub data: &'a [u8],
+}
+
+/// Client of several memd hosts with placement, replication and failover.
+pub struct MemClient {
+    shared: Arc<Shared>,
+    worker: Option<thread::JoinHandle<()>>,
+}
+
+impl Replica {
+    pub(super) fn usable(&self, hosts: &[Host]) -> bool {
+        !self.stale.load(Relaxed) && hosts.get(self.host).is_some_and(|h| h.alive.load(Relaxed))
+    }
+}
+
+impl Shared {
+    pub(super) fn conn(&self, host: usize) -> Option<&HostConn> {
+        self.hosts.get(host).and_then(|h| h.conn.as_ref())
+    }
+
+    /// Records that `host` failed with `e`; wakes re-replication. Connection
+    /// errors are final for a host here: its slabs are rebuilt elsewhere.
+    pub(super) fn host_failed(&self, host: usize, e: &ClientError) {
+        if let Some(h) = self.hosts.get(host) {
+            if h.alive.swap(false, Relaxed) {
+                tracing::warn!(host = %h.endpoint, error = %e, "memd host failed; re-replicating its slabs");
+                self.kick();
+            }
+        }
+    }
+
+    pub(super) fn kick(&self) {
+        *self.wake.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.cv.notify_all();
+    }
+
+    /// Allocates one slab on a live host not in `exclude`, by two choices.
+    pub(super) fn place(&self, exclude: &[usize]) -> Result<Replica, ClientError> {
+        let mut tried: Vec<usize> = exclude.to_vec();
+        loop {
+            let candidates: Vec<(usize, u64)> = self
+                .hosts
+                .iter()
+                .enumerate()
+                .filter(|(i, h)| h.alive.load(Relaxed) && !tried.contains(i))
+                .map(|(i, h)| (i, h.free.load(Relaxed)))
+                .collect();
+            let pick = {
+                let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+                two_choices(&candidates, &mut rng)
+            };
+            let Some(host) = pick else {
+                return Err(ClientError::NoHosts("no live host with room for another slab".into()));
+            };
+            tried.push(host);
+            let Some(conn) = self.conn(host) else { continue };
+            match conn.alloc() {
+                Ok((slab, free)) => {
+                    self.hosts[host].free.store(free, Relaxed);
+                    return Ok(Replica { host, slab, stale: AtomicBool::new(false) });
+                }
+                Err(ClientError::Status(s)) => {
+                    tracing::debug!(host = %self.hosts[host].endpoint, status = ?s, "slab allocation refused");
+                    self.hosts[host].free.store(0, Relaxed);
+                }
+                Err(e) => self.host_failed(host, &e),
+            }
+        }
+    }
+
+    pub(super) fn slab(&self, id: SlabId) -> Result<Arc<LogicalSlab>, ClientError> {
+        let slabs = self.slabs.read().unwrap_or_else(|p| p.into_inner());
+        slabs.get(id.0).and_then(|s| s.clone()).ok_or(ClientError::UnknownSlab(id.0))
+    }
+
+    fn check_range(&self, offset: u64, len: usize) -> Result<(), ClientError> {
+        match offset.checked_add(len as u64) {
+            Some(end) if end <= self.slab_size => Ok(()),
+            _ => Err(ClientError::OutOfRange { offset, len, slab_size: self.slab_size }),
+        }
+    }
+
+    /// Reads from the first usable replica, failing over to the others.
+    pub(super) fn read_replicas(
+        &self,
+        reps: &[Replica],
+        id: SlabId,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<(), ClientError> {
+        for rep in reps.iter().filter(|r| r.usable(&self.hosts)) {
+            let Some(conn) = self.conn(rep.host) else { continue };
+            match conn.read(rep.slab, offset, buf) {
+                Ok(()) => return Ok(()),
+                Err(ClientError::Status(s)) => {
+                    tracing::warn!(host = %conn.endpoint(), status = ?s, "replica read refused; trying another");
+                }
+                Err(e) => self.host_failed(rep.host, &e),
+            }
+        }
+        Err(ClientError::AllReplicasFailed(id.0))
+    }
+}
+
+impl MemClient {
+    /// Connects to every host. Unreachable hosts are recorded as dead; at least
+    /// one must answer.
+    pub fn connect(cfg: &ClientConfig) -> Result<Self, ClientError> {
+        let key = random_key()?;
+        let mut hosts = Vec::with_capacity(cfg.endpoints.len());
+        let mut slab_size: Option<u64> = None;
+        let mut errors = Vec::new();
+        for ep in &cfg.endpoints {
+            let conn = match HostConn::connect(ep, &cfg.token, key, cfg.timeout) {
+                Ok(c) => {
+                    if let Some(s) = slab_size.filter(|s| *s != c.info.slab_size) {
+                        return Err(ClientError::SlabSizeMismatch(s, c.info.slab_size));
+                    }
+                    slab_size = Some(c.info.slab_size);
+                    Some(c)
+                }
+                // A wrong token is a configuration error, not a dead host.
+                Err(e @ ClientError::Refused { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(host = %ep, error = %e, "memd host unreachable");
+                    errors.push(e.to_string());
+                    None
+                }
+            };
+            hosts.push(Host {
+                alive: AtomicBool::new(conn.is_some()),
+                free: AtomicU64::new(conn.as_ref().map_or(0, |c| c.info.free)),
+                conn,
+                endpoint: ep.clone(),
+            });
+        }
+        let slab_size = slab_size.ok_or_else(|| ClientError::NoHosts(errors.join("; ")))?;
+        let replicas = cfg.replicas.unwrap_or(if hosts.len() >= 2 { 2 } else { 1 }).max(1);
+        let seed = u64::from_le_bytes(key[..8].try_into().unwrap_or([1; 8]));
+        let shared = Arc::new(Shared {
+            hosts,
+            slabs: RwLock::new(Vec::new()),
+            replicas,
+            slab_size,
+            rng: Mutex::new(Rng::new(seed)),
+            wake: Mutex::new(false),
+            cv: Condvar::new(),
+            shutdown: AtomicBool::new(false),
+        });
+        let s = Arc::clone(&shared);
+        let worker = thread::Builder::new().name("memd-rereplicate".into()).spawn(move || rereplicate::run(&s))?;
+        Ok(Self { shared, worker: Some(worker) })
+    }
+
+    /// Bytes per slab.
+    pub fn slab_size(&self) -> u64 {
+        self.shared.slab_size
+    }
+
+    /// Replication factor.
+    pub fn replication(&self) -> usize {
+        self.shared.replicas
+    }
+
+    /// Whether host `i` (index in the configured list) is considered alive.
+    pub fn host_alive(&self, i: usize) -> bool {
+        self.shared.hosts.get(i).is_some_and(|h| h.alive.load(Relaxed))
+    }
+
+    /// Host indices holding usable copies of `id`.
+    pub fn replica_hosts(&self, id: SlabId) -> Result<Vec<usize>, ClientError> {
+        let slab = self.shared.slab(id)?;
+        let reps = slab.replicas.read().unwrap_or_else(|p| p.into_inner());
+        Ok(reps.iter().filter(|r| r.usable(&self.shared.hosts)).map(|r| r.host).collect())
+    }
+
+    /// Number of slabs with fewer usable replicas than wanted and available.
+    pub fn under_replicated(&self) -> usize {
+        rereplicate::under_replicated(&self.shared)
+    }
+
+    /// Waits until re-replication has caught up (or `timeout` passes).
+    pub fn wait_replicated(&self, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if self.under_replicated() == 0 {
+                return true;
+            }
+            self.shared.kick();
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.under_replicated() == 0
+    }
+
+    /// Allocates a slab on up to `r` hosts. Fewer copies than `r` are accepted
+    /// (and repaired later) as long as one host took it.
+    pub fn alloc_slab(&self) -> Result<SlabId, ClientError> {
+        let mut reps: Vec<Replica> = Vec::with_capacity(self.shared.replicas);
+        for _ in 0..self.shared.replicas {
+            let exclude: Vec<usize> = reps.iter().map(|r| r.host).collect();
+            match self.shared.place(&exclude) {
+                Ok(r) => reps.push(r),
+                Err(e) if reps.is_empty() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, copies = reps.len(), "slab has fewer copies than wanted");
+                    break;
+                }
+            }
+        }
+        let mut slabs = self.shared.slabs.write().unwrap_or_else(|p| p.into_inner());
+        slabs.push(Some(Arc::new(LogicalSlab { replicas: RwLock::new(reps) })));
+        Ok(SlabId(slabs.len() - 1))
+    }
+
+    /// Frees a slab on every host that holds it.
+    pub fn free_slab(&self, id: SlabId) -> Result<(), ClientError> {
+        let slab = {
+            let mut slabs = self.shared.slabs.write().unwrap_or_else(|p| p.into_inner());
+            slabs.get_mut(id.0).and_then(Option::take).ok_or(ClientError::UnknownSlab(id.0))?
+        };
+        let reps = slab.replicas.write().unwrap_or_else(|p| p.into_inner());
+        for rep in reps.iter().filter(|r| self.host_alive(r.host)) {
+            if let Some(Err(e)) = self.shared.conn(rep.host).map(|c| c.free(rep.slab)) {
+                tracing::warn!(error = %e, "freeing a replica failed; its memory stays until the server restarts");
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes (at most 1 MiB) at `offset` of slab `id`. The
+    /// fast path for single pages: one request to one replica on this thread.
+    pub fn read(&self, id: SlabId, offset: u64, buf: &mut [u8]) -> Result<(), ClientError> {
+        self.shared.check_range(offset, buf.len())?;
+        let slab = self.shared.slab(id)?;
+        let reps = slab.replicas.read().unwrap_or_else(|p| p.into_inner());
+        self.shared.read_replicas(&reps, id, offset, buf)
+    }
+
+    /// Same as [`MemClient::read`]; the name the RAM-ext fault handler uses.
+    pub fn read_page(&self, id: SlabId, offset: u64, page: &mut [u8]) -> Result<(), ClientError> {
+        self.read(id, offset, page)
+    }
+
+    /// Writes `data` (at most 1 MiB) at `offset` of slab `id` to every usable
+    /// replica. Succeeds if at least one copy took it; failed copies are
+    /// marked stale (never read again) and rebuilt in the background.
+    pub fn write(&self, id: SlabId, offset: u64, data: &[u8]) -> Result<(), ClientError> {
+        self.shared.check_range(offset, data.len())?;
+        let slab = self.shared.slab(id)?;
+        let reps = slab.replicas.read().unwrap_or_else(|p| p.into_inner());
+        let mut ok = 0;
+        for rep in reps.iter().filter(|r| r.usable(&self.shared.hosts)) {
+            let Some(conn) = self.shared.conn(rep.host) else { continue };
+            match conn.write(rep.slab, offset, data) {
+                Ok(()) => ok += 1,
+                Err(e) => self.replica_write_failed(rep, &e),
+            }
+        }
+        if ok == 0 {
+            return Err(ClientError::AllReplicasFailed(id.0));
+        }
+        Ok(())
+    }
+
+    fn replica_write_failed(&self, rep: &Replica, e: &ClientError) {
+        rep.stale.store(true, Relaxed);
+        match e {
+            ClientError::Status(_) => self.shared.kick(),
+            _ => self.shared.host_failed(rep.host, e),
+        }
+    }
+
+    /// Pipelined reads: ops are grouped per host (first usable replica of
+    /// each slab) and sent as one batch per host, hosts in parallel. Ops that
+    /// fail there are retried one by one with failover.
+    pub fn read_batch(&self, ops: &mut [PageRead<'_>]) -> Result<(), ClientError> {
+        let mut per_host: Vec<Vec<(usize, u64)>> = (0..self.shared.hosts.len()).map(|_| Vec::new()).collect();
+        for (i, op) in ops.iter().enumerate() {
+            self.shared.check_range(op.offset, op.buf.len())?;
+            let slab = self.shared.slab(op.slab)?;
+            let reps = slab.replicas.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(r) = reps.iter().find(|r| r.usable(&self.shared.hosts)) {
+                per_host[r.host].push((i, r.slab));
+            }
+        }
+        let mut done = vec![false; ops.len()];
+        // Hand each host its ops' buffers: split `ops` into disjoint &mut.
+        let mut slots: Vec<Option<&mut PageRead<'_>>> = ops.iter_mut().map(Some).collect();
+        let mut jobs: Vec<(usize, Vec<usize>, Vec<ReadOp<'_>>)> = Vec::new();
+        for (host, list) in per_host.iter().enumerate().filter(|(_, l)| !l.is_empty()) {
+            let mut idx = Vec::with_capacity(list.len());
+            let mut rops = Vec::with_capacity(list.len());
+            for &(i, remote) in list {
+                if let Some(op) = slots[i].take() {
+                    idx.push(i);
+                    rops.push(ReadOp { slab: remote, offset: op.offset, buf: &mut *op.buf });
+                }
+            }
+            jobs.push((host, idx, rops));
+        }
+        let shared = &self.shared;
+        let outcomes: Vec<(Vec<usize>, Vec<bool>)> = thread::scope(|s| {
+            let handles: Vec<_> = jobs
+                .into_iter()
+                .map(|(host, idx, mut rops)| {
+                    s.spawn(move || {
+                        let ok = match shared.conn(host).map(|c| c.read_batch(&mut rops)) {
+                            Some(Ok(res)) => res.iter().map(Result::is_ok).collect(),
+                            Some(Err(e)) => {
+                                shared.host_failed(host, &e);
+                                vec![false; idx.len()]
+                            }
+                            None => vec![false; idx.len()],
+                        };
+                        (idx, ok)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        });
+        for (idx, ok) in outcomes {
+            for (i, ok) in idx.into_iter().zip(ok) {
+                done[i] = ok;
+            }
+        }
+        for (op, _) in ops.iter_mut().zip(&done).filter(|(_, d)| !**d) {
+            self.read(op.slab, op.offset, op.buf)?;
+        }
+        Ok(())
+    }
+
+    /// Pipelined writes to every usable replica, hosts in parallel. Fails if
+    /// some op reached no replica at all.
+    pub fn write_batch(&self, ops: &[PageWrite<'_>]) -> Result<(), ClientError> {
+        let mut ids: Vec<SlabId> = ops.iter().map(|o| o.slab).collect();
+        ids.sort();
+        ids.dedup();
+        let slabs: Vec<(SlabId, Arc<LogicalSlab>)> =
+            ids.iter().map(|&id| Ok((id, self.shared.slab(id)?))).collect::<Result<_, ClientError>>()?;
+        // Shared locks in slab order for the whole batch, so re-replication
+        // cannot copy a slab between two of our writes to it.
+        let guards: Vec<(SlabId, RwLockReadGuard<'_, Vec<Replica>>)> =
+            slabs.iter().map(|(id, s)| (*id, s.replicas.read().unwrap_or_else(|p| p.into_inner()))).collect();
+        let reps_of = |id: SlabId| guards.iter().find(|(g, _)| *g == id).map(|(_, r)| &**r);
+        let mut per_host: Vec<Vec<(usize, usize)>> = (0..self.shared.hosts.len()).map(|_| Vec::new()).collect();
+        for (i, op) in ops.iter().enumerate() {
+            self.shared.check_range(op.offset, op.data.len())?;
+            for (j, r) in reps_of(op.slab).into_iter().flatten().enumerate() {
+                if r.usable(&self.shared.hosts) {
+                    per_host[r.host].push((i, j));
+                }
+            }
+        }
+        let shared = &self.shared;
+        let results: Vec<(usize, Vec<(usize, usize)>, Result<Vec<bool>, ClientError>)> = thread::scope(|s| {
+            let handles: Vec<_> = per_host
+                .into_iter()
+                .enumerate()
+                .filter(|(_, l)| !l.is_empty())
+                .map(|(host, list)| {
+                    let wops: Vec<WriteOp<'_>> = list
+                        .iter()
+                        .map(|&(i, j)| {
+                            let slab = reps_of(ops[i].slab).map_or(0, |r| r[j].slab);
+                            WriteOp { slab, offset: ops[i].offset, data: ops[i].data }
+                        })
+                        .collect();
+                    s.spawn(move || {
+                        let r = match shared.conn(host) {
+                            Some(c) => c.write_batch(&wops).map(|v| v.iter().map(Result::is_ok).collect()),
+                            None => Err(ClientError::NoHosts("host has no connection".into())),
+                        };
+                        (host, list, r)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| h.join().ok())
+                .collect()
+        });
+        let mut copies = vec![0usize; ops.len()];
+        for (host, list, r) in results {
+            match r {
+                Ok(oks) => {
+                    for ((i, j), ok) in list.into_iter().zip(oks) {
+                        if ok {
+                            copies[i] += 1;
+                        } else if let Some(rep) = reps_of(ops[i].slab).and_then(|r| r.get(j)) {
+                            // Refused by a live host: only this copy is suspect.
+                            rep.stale.store(true, Relaxed);
+                            self.shared.kick();
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.shared.host_failed(host, &e);
+                }
+            }
+        }
+        match copies.iter().position(|&c| c == 0) {
+            Some(i) => Err(ClientError::AllReplicasFailed(ops[i].slab.0)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for MemClient {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Relaxed);
+        self.shared.kick();
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
