@@ -1,0 +1,126 @@
+//! Replicated client over three real memd processes, one killed with SIGKILL
+//! in the middle of a write pass: every page must read back exactly.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{client_config, page_bytes, scratch, token_file, Memd};
+use revenant_remote_mem::client::{MemClient, PageRead, PageWrite, SlabId};
+
+const PAGE: usize = 4096;
+/// Pages per write batch (one pipelined batch per host).
+const BATCH: usize = 64;
+
+/// Writes `total` bytes twice (second pass overwrites with new contents and
+/// has a server killed half-way), lets re-replication finish, checks every
+/// page, then kills a second server and checks every page again: the only
+/// server left must hold every slab, including the copies re-replication made.
+fn write_kill_verify(name: &str, total: u64, slab: &str, slab_bytes: u64) {
+    let dir = scratch(name);
+    let tok = token_file(&dir);
+    let cap = format!("{}M", 2 * total / (1 << 20) + 64);
+    let mut servers: Vec<Memd> = (0..3).map(|_| Memd::start(&tok, &cap, slab, &[])).collect();
+    let client = MemClient::connect(&client_config(&servers.iter().collect::<Vec<_>>(), None)).unwrap();
+    assert_eq!(client.replication(), 2, "r defaults to 2 with >= 2 hosts");
+
+    let pages = total / PAGE as u64;
+    let pages_per_slab = slab_bytes / PAGE as u64;
+    let nslabs = pages.div_ceil(pages_per_slab) as usize;
+    let slabs: Vec<SlabId> = (0..nslabs).map(|_| client.alloc_slab().unwrap()).collect();
+    for s in &slabs {
+        assert_eq!(client.replica_hosts(*s).unwrap().len(), 2);
+    }
+    let locate = |p: u64| (slabs[(p / pages_per_slab) as usize], (p % pages_per_slab) * PAGE as u64);
+
+    let mut buf = vec![0u8; BATCH * PAGE];
+    for (pass, seed) in [(0, 0xA11CE), (1, 0xB0B)] {
+        let mut p = 0u64;
+        let mut batch_no = 0;
+        while p < pages {
+            if pass == 1 && p >= pages / 2 && servers[1].running() {
+                servers[1].kill9();
+            }
+            let n = (pages - p).min(BATCH as u64) as usize;
+            for i in 0..n {
+                page_bytes(seed, p + i as u64, &mut buf[i * PAGE..(i + 1) * PAGE]);
+            }
+            if batch_no % 8 == 7 {
+                // Exercise the single-page path too.
+                for i in 0..n {
+                    let (s, off) = locate(p + i as u64);
+                    client.write(s, off, &buf[i * PAGE..(i + 1) * PAGE]).unwrap();
+                }
+            } else {
+                let ops: Vec<PageWrite<'_>> = (0..n)
+                    .map(|i| {
+                        let (slab, offset) = locate(p + i as u64);
+                        PageWrite { slab, offset, data: &buf[i * PAGE..(i + 1) * PAGE] }
+                    })
+                    .collect();
+                client.write_batch(&ops).unwrap();
+            }
+            p += n as u64;
+            batch_no += 1;
+        }
+    }
+    assert!(!client.host_alive(1), "the client noticed the killed server");
+    assert!(client.wait_replicated(Duration::from_secs(120)), "re-replication did not finish");
+    for s in &slabs {
+        let hosts = client.replica_hosts(*s).unwrap();
+        assert_eq!(hosts.len(), 2, "slab {s:?} has copies on {hosts:?}");
+        assert!(!hosts.contains(&1), "slab {s:?} still uses the dead host");
+    }
+
+    let verify = |label: &str| {
+        let mut wrong = 0u64;
+        let mut want = vec![0u8; PAGE];
+        let mut got = vec![0u8; BATCH * PAGE];
+        let mut p = 0u64;
+        while p < pages {
+            let n = (pages - p).min(BATCH as u64) as usize;
+            if (p / BATCH as u64) % 2 == 0 {
+                for (i, chunk) in got.chunks_mut(PAGE).take(n).enumerate() {
+                    let (s, off) = locate(p + i as u64);
+                    client.read_page(s, off, chunk).unwrap();
+                }
+            } else {
+                let mut ops: Vec<PageRead<'_>> = got
+                    .chunks_mut(PAGE)
+                    .take(n)
+                    .enumerate()
+                    .map(|(i, b)| {
+                        let (slab, offset) = locate(p + i as u64);
+                        PageRead { slab, offset, buf: b }
+                    })
+                    .collect();
+                client.read_batch(&mut ops).unwrap();
+            }
+            for i in 0..n {
+                page_bytes(0xB0B, p + i as u64, &mut want);
+                if got[i * PAGE..(i + 1) * PAGE] != want[..] {
+                    wrong += 1;
+                }
+            }
+            p += n as u64;
+        }
+        assert_eq!(wrong, 0, "{label}: {wrong} of {pages} pages lost or wrong");
+    };
+    verify("after first kill");
+    servers[2].kill9();
+    verify("only one server left");
+    assert!(servers[0].running());
+}
+
+#[test]
+fn replicated_pages_survive_kill_9_of_one_server() {
+    write_kill_verify("repl64", 64 << 20, "1M", 1 << 20);
+}
+
+/// The full size; run by `scripts/bench-memd` in release
+/// (`cargo test --release -- --ignored`).
+#[test]
+#[ignore = "1 GiB: run in release via scripts/bench-memd or --ignored"]
+fn replicated_1gib_survives_kill_9_of_one_server() {
+    write_kill_verify("repl1g", 1 << 30, "4M", 4 << 20);
+}
