@@ -62,7 +62,10 @@ pub enum BenchError {
 /// Runs everything and returns the report.
 pub fn run(cfg: &ClientConfig, p: BenchParams) -> Result<BenchReport, BenchError> {
     // r = 1: reads touch one replica whatever r is; r = 1 keeps the fill short.
-    let client = MemClient::connect(&ClientConfig { replicas: Some(1), ..cfg.clone() })?;
+    let client = MemClient::connect(&ClientConfig {
+        replicas: Some(1),
+        ..cfg.clone()
+    })?;
     let ss = client.slab_size();
     let nslabs = p.working_set.div_ceil(ss).max(1) as usize;
     let mut rng = placement_rng(0x5eed);
@@ -75,7 +78,11 @@ pub fn run(cfg: &ClientConfig, p: BenchParams) -> Result<BenchReport, BenchError
         while off < ss {
             let n = (ss - off).min(chunk.len() as u64) as usize;
             fill(&mut chunk[..n], id.0 as u64 ^ off);
-            client.write_batch(&[PageWrite { slab: id, offset: off, data: &chunk[..n] }])?;
+            client.write_batch(&[PageWrite {
+                slab: id,
+                offset: off,
+                data: &chunk[..n],
+            }])?;
             off += n as u64;
         }
         slabs.push(id);
@@ -118,7 +125,11 @@ pub fn run(cfg: &ClientConfig, p: BenchParams) -> Result<BenchReport, BenchError
             let mut ops: Vec<PageRead<'_>> = group
                 .iter()
                 .zip(bufs.iter_mut())
-                .map(|(&(s, off), b)| PageRead { slab: slabs[s], offset: off, buf: b.as_mut_slice() })
+                .map(|(&(s, off), b)| PageRead {
+                    slab: slabs[s],
+                    offset: off,
+                    buf: b.as_mut_slice(),
+                })
                 .collect();
             client.read_batch(&mut ops)?;
             bytes += (group.len() * SEQ_UNIT) as u64;
@@ -133,7 +144,13 @@ pub fn run(cfg: &ClientConfig, p: BenchParams) -> Result<BenchReport, BenchError
     let tcp_floor_p50_us = tcp_floor(p.samples)?;
     eprintln!("bench: tmpfs pread");
     let tmpfs_pread_p50_us = tmpfs_pread(p.samples, &mut rng)?;
-    Ok(BenchReport { read4k_p50_us, read4k_p99_us, seq_gbps, tcp_floor_p50_us, tmpfs_pread_p50_us })
+    Ok(BenchReport {
+        read4k_p50_us,
+        read4k_p99_us,
+        seq_gbps,
+        tcp_floor_p50_us,
+        tmpfs_pread_p50_us,
+    })
 }
 
 /// Deterministic bytes for a 64 KiB unit, so reads can be checked.
@@ -193,8 +210,16 @@ fn tcp_floor(samples: usize) -> io::Result<f64> {
 /// Median `pread` of 4 KiB at random page offsets of a 64 MiB /dev/shm file.
 fn tmpfs_pread(samples: usize, rng: &mut crate::client::Rng) -> io::Result<f64> {
     const SIZE: usize = 64 << 20;
-    let path = std::path::PathBuf::from(format!("/dev/shm/revenant-memd-bench-{}", std::process::id()));
-    let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+    let path = std::path::PathBuf::from(format!(
+        "/dev/shm/revenant-memd-bench-{}",
+        std::process::id()
+    ));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)?;
     let result = (|| {
         let mut chunk = vec![0u8; 1 << 20];
         for i in 0..SIZE / chunk.len() {

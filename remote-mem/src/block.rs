@@ -66,7 +66,11 @@ impl SlabBlockDevice {
     pub fn new(client: Arc<MemClient>, size_bytes: u64) -> Self {
         let sectors = size_bytes / SECTOR_SIZE;
         let n = (sectors * SECTOR_SIZE).div_ceil(client.slab_size()) as usize;
-        Self { client, sectors, slabs: Mutex::new(vec![None; n]) }
+        Self {
+            client,
+            sectors,
+            slabs: Mutex::new(vec![None; n]),
+        }
     }
 
     fn check(&self, sector: u64, len: usize) -> Result<u64, BlockError> {
@@ -76,7 +80,11 @@ impl SlabBlockDevice {
         let count = len as u64 / SECTOR_SIZE;
         match sector.checked_add(count) {
             Some(end) if end <= self.sectors => Ok(sector * SECTOR_SIZE),
-            _ => Err(BlockError::OutOfRange { sector, count, capacity: self.sectors }),
+            _ => Err(BlockError::OutOfRange {
+                sector,
+                count,
+                capacity: self.sectors,
+            }),
         }
     }
 
@@ -88,7 +96,12 @@ impl SlabBlockDevice {
         while start < len {
             let offset = pos % ss;
             let n = ((ss - offset) as usize).min(len - start).min(limit);
-            out.push(Piece { slab_index: (pos / ss) as usize, offset, start, len: n });
+            out.push(Piece {
+                slab_index: (pos / ss) as usize,
+                offset,
+                start,
+                len: n,
+            });
             start += n;
             pos += n as u64;
         }
@@ -125,7 +138,11 @@ impl BlockBackend for SlabBlockDevice {
             let (chunk, tail) = std::mem::take(&mut rest).split_at_mut(p.len);
             rest = tail;
             match self.slab(p.slab_index, false)? {
-                Some(slab) => ops.push(PageRead { slab, offset: p.offset, buf: chunk }),
+                Some(slab) => ops.push(PageRead {
+                    slab,
+                    offset: p.offset,
+                    buf: chunk,
+                }),
                 None => chunk.fill(0),
             }
         }
@@ -140,7 +157,11 @@ impl BlockBackend for SlabBlockDevice {
         let mut ops = Vec::new();
         for p in self.pieces(pos, data.len(), MAX_IO as usize) {
             if let Some(slab) = self.slab(p.slab_index, true)? {
-                ops.push(PageWrite { slab, offset: p.offset, data: &data[p.start..p.start + p.len] });
+                ops.push(PageWrite {
+                    slab,
+                    offset: p.offset,
+                    data: &data[p.start..p.start + p.len],
+                });
             }
         }
         self.client.write_batch(&ops)?;
@@ -154,8 +175,12 @@ impl BlockBackend for SlabBlockDevice {
     }
 
     fn discard(&self, sector: u64, count: u64) -> Result<(), BlockError> {
-        let bytes = count.checked_mul(SECTOR_SIZE).unwrap_or(u64::MAX);
-        let len = usize::try_from(bytes).map_err(|_| BlockError::OutOfRange { sector, count, capacity: self.sectors })?;
+        let bytes = count.saturating_mul(SECTOR_SIZE);
+        let len = usize::try_from(bytes).map_err(|_| BlockError::OutOfRange {
+            sector,
+            count,
+            capacity: self.sectors,
+        })?;
         let pos = self.check(sector, len)?;
         let ss = self.client.slab_size();
         let zeros = vec![0u8; MAX_IO as usize];
@@ -173,7 +198,8 @@ impl BlockBackend for SlabBlockDevice {
                 let mut done = 0;
                 while done < p.len {
                     let n = (p.len - done).min(zeros.len());
-                    self.client.write(slab, p.offset + done as u64, &zeros[..n])?;
+                    self.client
+                        .write(slab, p.offset + done as u64, &zeros[..n])?;
                     done += n;
                 }
             }

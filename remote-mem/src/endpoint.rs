@@ -37,7 +37,10 @@ impl Endpoint {
 
     /// Parses a comma-separated list (the static directory).
     pub fn parse_list(s: &str) -> Result<Vec<Self>, BadEndpoint> {
-        s.split(',').filter(|x| !x.trim().is_empty()).map(Self::parse).collect()
+        s.split(',')
+            .filter(|x| !x.trim().is_empty())
+            .map(Self::parse)
+            .collect()
     }
 }
 
@@ -56,9 +59,18 @@ mod tests {
 
     #[test]
     fn parses_all_forms() {
-        assert_eq!(Endpoint::parse("tcp://h1:7600"), Ok(Endpoint::Tcp("h1:7600".into())));
-        assert_eq!(Endpoint::parse("127.0.0.1:1"), Ok(Endpoint::Tcp("127.0.0.1:1".into())));
-        assert_eq!(Endpoint::parse("unix:///tmp/s"), Ok(Endpoint::Unix("/tmp/s".into())));
+        assert_eq!(
+            Endpoint::parse("tcp://h1:7600"),
+            Ok(Endpoint::Tcp("h1:7600".into()))
+        );
+        assert_eq!(
+            Endpoint::parse("127.0.0.1:1"),
+            Ok(Endpoint::Tcp("127.0.0.1:1".into()))
+        );
+        assert_eq!(
+            Endpoint::parse("unix:///tmp/s"),
+            Ok(Endpoint::Unix("/tmp/s".into()))
+        );
         assert!(Endpoint::parse("h1").is_err());
         assert!(Endpoint::parse("tcp://:99999").is_err());
         assert_eq!(Endpoint::parse_list("a:1, b:2").unwrap().len(), 2);

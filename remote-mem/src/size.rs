@@ -22,7 +22,8 @@ pub fn parse_size(s: &str) -> Result<u64, BadSize> {
         _ => (t, 0),
     };
     let n: u64 = num.trim().parse().map_err(|_| BadSize(s.into()))?;
-    n.checked_mul(1u64 << shift).ok_or_else(|| BadSize(s.into()))
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| BadSize(s.into()))
 }
 
 #[cfg(test)]

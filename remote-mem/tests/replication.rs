@@ -21,7 +21,8 @@ fn write_kill_verify(name: &str, total: u64, slab: &str, slab_bytes: u64) {
     let tok = token_file(&dir);
     let cap = format!("{}M", 2 * total / (1 << 20) + 64);
     let mut servers: Vec<Memd> = (0..3).map(|_| Memd::start(&tok, &cap, slab, &[])).collect();
-    let client = MemClient::connect(&client_config(&servers.iter().collect::<Vec<_>>(), None)).unwrap();
+    let client =
+        MemClient::connect(&client_config(&servers.iter().collect::<Vec<_>>(), None)).unwrap();
     assert_eq!(client.replication(), 2, "r defaults to 2 with >= 2 hosts");
 
     let pages = total / PAGE as u64;
@@ -31,7 +32,12 @@ fn write_kill_verify(name: &str, total: u64, slab: &str, slab_bytes: u64) {
     for s in &slabs {
         assert_eq!(client.replica_hosts(*s).unwrap().len(), 2);
     }
-    let locate = |p: u64| (slabs[(p / pages_per_slab) as usize], (p % pages_per_slab) * PAGE as u64);
+    let locate = |p: u64| {
+        (
+            slabs[(p / pages_per_slab) as usize],
+            (p % pages_per_slab) * PAGE as u64,
+        )
+    };
 
     let mut buf = vec![0u8; BATCH * PAGE];
     for (pass, seed) in [(0, 0xA11CE), (1, 0xB0B)] {
@@ -49,13 +55,19 @@ fn write_kill_verify(name: &str, total: u64, slab: &str, slab_bytes: u64) {
                 // Exercise the single-page path too.
                 for i in 0..n {
                     let (s, off) = locate(p + i as u64);
-                    client.write(s, off, &buf[i * PAGE..(i + 1) * PAGE]).unwrap();
+                    client
+                        .write(s, off, &buf[i * PAGE..(i + 1) * PAGE])
+                        .unwrap();
                 }
             } else {
                 let ops: Vec<PageWrite<'_>> = (0..n)
                     .map(|i| {
                         let (slab, offset) = locate(p + i as u64);
-                        PageWrite { slab, offset, data: &buf[i * PAGE..(i + 1) * PAGE] }
+                        PageWrite {
+                            slab,
+                            offset,
+                            data: &buf[i * PAGE..(i + 1) * PAGE],
+                        }
                     })
                     .collect();
                 client.write_batch(&ops).unwrap();
@@ -64,8 +76,14 @@ fn write_kill_verify(name: &str, total: u64, slab: &str, slab_bytes: u64) {
             batch_no += 1;
         }
     }
-    assert!(!client.host_alive(1), "the client noticed the killed server");
-    assert!(client.wait_replicated(Duration::from_secs(120)), "re-replication did not finish");
+    assert!(
+        !client.host_alive(1),
+        "the client noticed the killed server"
+    );
+    assert!(
+        client.wait_replicated(Duration::from_secs(120)),
+        "re-replication did not finish"
+    );
     for s in &slabs {
         let hosts = client.replica_hosts(*s).unwrap();
         assert_eq!(hosts.len(), 2, "slab {s:?} has copies on {hosts:?}");
@@ -91,7 +109,11 @@ fn write_kill_verify(name: &str, total: u64, slab: &str, slab_bytes: u64) {
                     .enumerate()
                     .map(|(i, b)| {
                         let (slab, offset) = locate(p + i as u64);
-                        PageRead { slab, offset, buf: b }
+                        PageRead {
+                            slab,
+                            offset,
+                            buf: b,
+                        }
                     })
                     .collect();
                 client.read_batch(&mut ops).unwrap();

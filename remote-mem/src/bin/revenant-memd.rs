@@ -3,6 +3,7 @@
 //! `revenant-memd --listen 127.0.0.1:7600 --capacity 8G --token-file F` serves;
 //! `revenant-memd stat|bench|power --servers LIST --token-file F` operate on servers.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +20,12 @@ use revenant_remote_mem::server::Server;
 use revenant_remote_mem::size::parse_size;
 
 #[derive(Parser)]
-#[command(name = "revenant-memd", version, about = "Revenant remote-memory server", args_conflicts_with_subcommands = true)]
+#[command(
+    name = "revenant-memd",
+    version,
+    about = "Revenant remote-memory server",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -125,14 +131,23 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        Some(Command::Bench { target, samples, working_set, seq_passes }) => {
+        Some(Command::Bench {
+            target,
+            samples,
+            working_set,
+            seq_passes,
+        }) => {
             let cfg = ClientConfig {
                 endpoints: Endpoint::parse_list(&target.servers)?,
                 token: read_token(&target.token_file)?,
                 replicas: Some(1),
                 timeout: Duration::from_secs(10),
             };
-            let p = BenchParams { samples, working_set: parse_size(&working_set)?, seq_passes };
+            let p = BenchParams {
+                samples,
+                working_set: parse_size(&working_set)?,
+                seq_passes,
+            };
             let report = bench::run(&cfg, p)?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
@@ -141,18 +156,32 @@ fn main() -> Result<()> {
 }
 
 fn serve(a: ServeArgs) -> Result<()> {
-    let Some(token_file) = a.token_file else { bail!("--token-file is required to serve") };
+    let Some(token_file) = a.token_file else {
+        bail!("--token-file is required to serve")
+    };
     if a.listen.is_none() && a.unix.is_none() {
         bail!("give --listen HOST:PORT and/or --unix PATH");
     }
     let token = read_token(&token_file)?;
     let capacity = parse_size(&a.capacity)?;
     let slab_size = parse_size(&a.slab_size)?;
-    let quota = a.quota.as_deref().map(parse_size).transpose()?.unwrap_or(capacity);
+    let quota = a
+        .quota
+        .as_deref()
+        .map(parse_size)
+        .transpose()?
+        .unwrap_or(capacity);
     if slab_size == 0 || slab_size % 4096 != 0 || usize::try_from(slab_size).is_err() {
         bail!("--slab-size must be a non-zero multiple of 4096");
     }
-    let store = Arc::new(SlabStore::new(Limits { slab_size, capacity, quota }, a.power_state));
+    let store = Arc::new(SlabStore::new(
+        Limits {
+            slab_size,
+            capacity,
+            quota,
+        },
+        a.power_state,
+    ));
     let server = Server::start(a.listen.as_deref(), a.unix, store, token)?;
     tracing::info!(
         tcp = ?server.tcp_addr,
@@ -165,18 +194,26 @@ fn serve(a: ServeArgs) -> Result<()> {
     );
     // Machine-readable readiness line: tests and scripts pass port 0 and read
     // the real address here.
-    if let Some(addr) = server.tcp_addr {
-        println!("listening tcp://{addr}");
-    }
-    if let Some(p) = &server.unix_path {
-        println!("listening unix://{}", p.display());
-    }
+    // One line, written once; a reader that went away is not an error.
+    let mut eps: Vec<String> = server
+        .tcp_addr
+        .iter()
+        .map(|a| format!("tcp://{a}"))
+        .collect();
+    eps.extend(
+        server
+            .unix_path
+            .iter()
+            .map(|p| format!("unix://{}", p.display())),
+    );
+    let _ = writeln!(std::io::stdout(), "listening {}", eps.join(" "));
     server.wait();
     Ok(())
 }
 
 fn read_token(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).with_context(|| format!("reading token file {}", path.display()))?;
+    let raw =
+        std::fs::read(path).with_context(|| format!("reading token file {}", path.display()))?;
     let token = raw.trim_ascii().to_vec();
     if token.is_empty() || token.len() > MAX_TOKEN {
         bail!("token in {} must be 1..={MAX_TOKEN} bytes", path.display());

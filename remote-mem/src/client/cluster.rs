@@ -82,6 +82,10 @@ pub struct PageWrite<'a> {
     pub data: &'a [u8],
 }
 
+/// One host's part of a write batch: host, (op index, replica index) per
+/// request, and per-request success or the connection's failure.
+type HostWriteOutcome = (usize, Vec<(usize, usize)>, Result<Vec<bool>, ClientError>);
+
 /// Client of several memd hosts with placement, replication and failover.
 pub struct MemClient {
     shared: Arc<Shared>,
@@ -131,14 +135,22 @@ impl Shared {
                 two_choices(&candidates, &mut rng)
             };
             let Some(host) = pick else {
-                return Err(ClientError::NoHosts("no live host with room for another slab".into()));
+                return Err(ClientError::NoHosts(
+                    "no live host with room for another slab".into(),
+                ));
             };
             tried.push(host);
-            let Some(conn) = self.conn(host) else { continue };
+            let Some(conn) = self.conn(host) else {
+                continue;
+            };
             match conn.alloc() {
                 Ok((slab, free)) => {
                     self.hosts[host].free.store(free, Relaxed);
-                    return Ok(Replica { host, slab, stale: AtomicBool::new(false) });
+                    return Ok(Replica {
+                        host,
+                        slab,
+                        stale: AtomicBool::new(false),
+                    });
                 }
                 Err(ClientError::Status(s)) => {
                     tracing::debug!(host = %self.hosts[host].endpoint, status = ?s, "slab allocation refused");
@@ -151,13 +163,20 @@ impl Shared {
 
     pub(super) fn slab(&self, id: SlabId) -> Result<Arc<LogicalSlab>, ClientError> {
         let slabs = self.slabs.read().unwrap_or_else(|p| p.into_inner());
-        slabs.get(id.0).and_then(|s| s.clone()).ok_or(ClientError::UnknownSlab(id.0))
+        slabs
+            .get(id.0)
+            .and_then(|s| s.clone())
+            .ok_or(ClientError::UnknownSlab(id.0))
     }
 
     fn check_range(&self, offset: u64, len: usize) -> Result<(), ClientError> {
         match offset.checked_add(len as u64) {
             Some(end) if end <= self.slab_size => Ok(()),
-            _ => Err(ClientError::OutOfRange { offset, len, slab_size: self.slab_size }),
+            _ => Err(ClientError::OutOfRange {
+                offset,
+                len,
+                slab_size: self.slab_size,
+            }),
         }
     }
 
@@ -170,7 +189,9 @@ impl Shared {
         buf: &mut [u8],
     ) -> Result<(), ClientError> {
         for rep in reps.iter().filter(|r| r.usable(&self.hosts)) {
-            let Some(conn) = self.conn(rep.host) else { continue };
+            let Some(conn) = self.conn(rep.host) else {
+                continue;
+            };
             match conn.read(rep.slab, offset, buf) {
                 Ok(()) => return Ok(()),
                 Err(ClientError::Status(s)) => {
@@ -216,7 +237,10 @@ impl MemClient {
             });
         }
         let slab_size = slab_size.ok_or_else(|| ClientError::NoHosts(errors.join("; ")))?;
-        let replicas = cfg.replicas.unwrap_or(if hosts.len() >= 2 { 2 } else { 1 }).max(1);
+        let replicas = cfg
+            .replicas
+            .unwrap_or(if hosts.len() >= 2 { 2 } else { 1 })
+            .max(1);
         let seed = u64::from_le_bytes(key[..8].try_into().unwrap_or([1; 8]));
         let shared = Arc::new(Shared {
             hosts,
@@ -229,8 +253,13 @@ impl MemClient {
             shutdown: AtomicBool::new(false),
         });
         let s = Arc::clone(&shared);
-        let worker = thread::Builder::new().name("memd-rereplicate".into()).spawn(move || rereplicate::run(&s))?;
-        Ok(Self { shared, worker: Some(worker) })
+        let worker = thread::Builder::new()
+            .name("memd-rereplicate".into())
+            .spawn(move || rereplicate::run(&s))?;
+        Ok(Self {
+            shared,
+            worker: Some(worker),
+        })
     }
 
     /// Bytes per slab.
@@ -245,14 +274,21 @@ impl MemClient {
 
     /// Whether host `i` (index in the configured list) is considered alive.
     pub fn host_alive(&self, i: usize) -> bool {
-        self.shared.hosts.get(i).is_some_and(|h| h.alive.load(Relaxed))
+        self.shared
+            .hosts
+            .get(i)
+            .is_some_and(|h| h.alive.load(Relaxed))
     }
 
     /// Host indices holding usable copies of `id`.
     pub fn replica_hosts(&self, id: SlabId) -> Result<Vec<usize>, ClientError> {
         let slab = self.shared.slab(id)?;
         let reps = slab.replicas.read().unwrap_or_else(|p| p.into_inner());
-        Ok(reps.iter().filter(|r| r.usable(&self.shared.hosts)).map(|r| r.host).collect())
+        Ok(reps
+            .iter()
+            .filter(|r| r.usable(&self.shared.hosts))
+            .map(|r| r.host)
+            .collect())
     }
 
     /// Number of slabs with fewer usable replicas than wanted and available.
@@ -289,7 +325,9 @@ impl MemClient {
             }
         }
         let mut slabs = self.shared.slabs.write().unwrap_or_else(|p| p.into_inner());
-        slabs.push(Some(Arc::new(LogicalSlab { replicas: RwLock::new(reps) })));
+        slabs.push(Some(Arc::new(LogicalSlab {
+            replicas: RwLock::new(reps),
+        })));
         Ok(SlabId(slabs.len() - 1))
     }
 
@@ -297,7 +335,10 @@ impl MemClient {
     pub fn free_slab(&self, id: SlabId) -> Result<(), ClientError> {
         let slab = {
             let mut slabs = self.shared.slabs.write().unwrap_or_else(|p| p.into_inner());
-            slabs.get_mut(id.0).and_then(Option::take).ok_or(ClientError::UnknownSlab(id.0))?
+            slabs
+                .get_mut(id.0)
+                .and_then(Option::take)
+                .ok_or(ClientError::UnknownSlab(id.0))?
         };
         let reps = slab.replicas.write().unwrap_or_else(|p| p.into_inner());
         for rep in reps.iter().filter(|r| self.host_alive(r.host)) {
@@ -331,7 +372,9 @@ impl MemClient {
         let reps = slab.replicas.read().unwrap_or_else(|p| p.into_inner());
         let mut ok = 0;
         for rep in reps.iter().filter(|r| r.usable(&self.shared.hosts)) {
-            let Some(conn) = self.shared.conn(rep.host) else { continue };
+            let Some(conn) = self.shared.conn(rep.host) else {
+                continue;
+            };
             match conn.write(rep.slab, offset, data) {
                 Ok(()) => ok += 1,
                 Err(e) => self.replica_write_failed(rep, &e),
@@ -355,7 +398,8 @@ impl MemClient {
     /// each slab) and sent as one batch per host, hosts in parallel. Ops that
     /// fail there are retried one by one with failover.
     pub fn read_batch(&self, ops: &mut [PageRead<'_>]) -> Result<(), ClientError> {
-        let mut per_host: Vec<Vec<(usize, u64)>> = (0..self.shared.hosts.len()).map(|_| Vec::new()).collect();
+        let mut per_host: Vec<Vec<(usize, u64)>> =
+            (0..self.shared.hosts.len()).map(|_| Vec::new()).collect();
         for (i, op) in ops.iter().enumerate() {
             self.shared.check_range(op.offset, op.buf.len())?;
             let slab = self.shared.slab(op.slab)?;
@@ -374,7 +418,11 @@ impl MemClient {
             for &(i, remote) in list {
                 if let Some(op) = slots[i].take() {
                     idx.push(i);
-                    rops.push(ReadOp { slab: remote, offset: op.offset, buf: &mut *op.buf });
+                    rops.push(ReadOp {
+                        slab: remote,
+                        offset: op.offset,
+                        buf: &mut *op.buf,
+                    });
                 }
             }
             jobs.push((host, idx, rops));
@@ -397,7 +445,10 @@ impl MemClient {
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
         });
         for (idx, ok) in outcomes {
             for (i, ok) in idx.into_iter().zip(ok) {
@@ -416,14 +467,19 @@ impl MemClient {
         let mut ids: Vec<SlabId> = ops.iter().map(|o| o.slab).collect();
         ids.sort();
         ids.dedup();
-        let slabs: Vec<(SlabId, Arc<LogicalSlab>)> =
-            ids.iter().map(|&id| Ok((id, self.shared.slab(id)?))).collect::<Result<_, ClientError>>()?;
+        let slabs: Vec<(SlabId, Arc<LogicalSlab>)> = ids
+            .iter()
+            .map(|&id| Ok((id, self.shared.slab(id)?)))
+            .collect::<Result<_, ClientError>>()?;
         // Shared locks in slab order for the whole batch, so re-replication
         // cannot copy a slab between two of our writes to it.
-        let guards: Vec<(SlabId, RwLockReadGuard<'_, Vec<Replica>>)> =
-            slabs.iter().map(|(id, s)| (*id, s.replicas.read().unwrap_or_else(|p| p.into_inner()))).collect();
+        let guards: Vec<(SlabId, RwLockReadGuard<'_, Vec<Replica>>)> = slabs
+            .iter()
+            .map(|(id, s)| (*id, s.replicas.read().unwrap_or_else(|p| p.into_inner())))
+            .collect();
         let reps_of = |id: SlabId| guards.iter().find(|(g, _)| *g == id).map(|(_, r)| &**r);
-        let mut per_host: Vec<Vec<(usize, usize)>> = (0..self.shared.hosts.len()).map(|_| Vec::new()).collect();
+        let mut per_host: Vec<Vec<(usize, usize)>> =
+            (0..self.shared.hosts.len()).map(|_| Vec::new()).collect();
         for (i, op) in ops.iter().enumerate() {
             self.shared.check_range(op.offset, op.data.len())?;
             for (j, r) in reps_of(op.slab).into_iter().flatten().enumerate() {
@@ -433,33 +489,37 @@ impl MemClient {
             }
         }
         let shared = &self.shared;
-        let results: Vec<(usize, Vec<(usize, usize)>, Result<Vec<bool>, ClientError>)> = thread::scope(|s| {
-            let handles: Vec<_> = per_host
-                .into_iter()
-                .enumerate()
-                .filter(|(_, l)| !l.is_empty())
-                .map(|(host, list)| {
-                    let wops: Vec<WriteOp<'_>> = list
-                        .iter()
-                        .map(|&(i, j)| {
-                            let slab = reps_of(ops[i].slab).map_or(0, |r| r[j].slab);
-                            WriteOp { slab, offset: ops[i].offset, data: ops[i].data }
+        let results: Vec<HostWriteOutcome> =
+            thread::scope(|s| {
+                let handles: Vec<_> = per_host
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, l)| !l.is_empty())
+                    .map(|(host, list)| {
+                        let wops: Vec<WriteOp<'_>> = list
+                            .iter()
+                            .map(|&(i, j)| {
+                                let slab = reps_of(ops[i].slab).map_or(0, |r| r[j].slab);
+                                WriteOp {
+                                    slab,
+                                    offset: ops[i].offset,
+                                    data: ops[i].data,
+                                }
+                            })
+                            .collect();
+                        s.spawn(move || {
+                            let r = match shared.conn(host) {
+                                Some(c) => c
+                                    .write_batch(&wops)
+                                    .map(|v| v.iter().map(Result::is_ok).collect()),
+                                None => Err(ClientError::NoHosts("host has no connection".into())),
+                            };
+                            (host, list, r)
                         })
-                        .collect();
-                    s.spawn(move || {
-                        let r = match shared.conn(host) {
-                            Some(c) => c.write_batch(&wops).map(|v| v.iter().map(Result::is_ok).collect()),
-                            None => Err(ClientError::NoHosts("host has no connection".into())),
-                        };
-                        (host, list, r)
                     })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .filter_map(|h| h.join().ok())
-                .collect()
-        });
+                    .collect();
+                handles.into_iter().filter_map(|h| h.join().ok()).collect()
+            });
         let mut copies = vec![0usize; ops.len()];
         for (host, list, r) in results {
             match r {

@@ -17,7 +17,9 @@ use std::time::Duration;
 use crate::endpoint::Endpoint;
 use crate::power::PowerState;
 use crate::protocol::io::{read_exact_vectored, write_all_vectored};
-use crate::protocol::{ClientKey, Header, Hello, HelloReply, Opcode, Status, HEADER_LEN, MAX_IO, VERSION};
+use crate::protocol::{
+    ClientKey, Header, Hello, HelloReply, Opcode, Status, HEADER_LEN, MAX_IO, VERSION,
+};
 
 use super::ClientError;
 
@@ -131,25 +133,48 @@ pub struct HostConn {
 
 impl HostConn {
     /// Connects and authenticates with `token` as client `key`.
-    pub fn connect(ep: &Endpoint, token: &[u8], key: ClientKey, timeout: Duration) -> Result<Self, ClientError> {
-        let mut stream = Stream::connect(ep, timeout)
-            .map_err(|source| ClientError::Connect { endpoint: ep.to_string(), source })?;
-        let body = Hello { version: VERSION, client_key: key, token: token.to_vec() }.encode();
+    pub fn connect(
+        ep: &Endpoint,
+        token: &[u8],
+        key: ClientKey,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        let mut stream = Stream::connect(ep, timeout).map_err(|source| ClientError::Connect {
+            endpoint: ep.to_string(),
+            source,
+        })?;
+        let body = Hello {
+            version: VERSION,
+            client_key: key,
+            token: token.to_vec(),
+        }
+        .encode();
         let mut h = Header::request(Opcode::Hello, 0, 0, 0, 0);
         h.body_len = body.len() as u32;
-        write_all_vectored(&mut stream, &mut [IoSlice::new(&h.encode()), IoSlice::new(&body)])?;
+        write_all_vectored(
+            &mut stream,
+            &mut [IoSlice::new(&h.encode()), IoSlice::new(&body)],
+        )?;
         let mut hdr = [0u8; HEADER_LEN];
         stream.read_exact(&mut hdr)?;
         let r = Header::decode_response(&hdr)?;
         match r.status() {
             Status::Ok => {}
-            s => return Err(ClientError::Refused { endpoint: ep.to_string(), status: s }),
+            s => {
+                return Err(ClientError::Refused {
+                    endpoint: ep.to_string(),
+                    status: s,
+                })
+            }
         }
         let mut body = vec![0u8; r.body_len as usize];
         stream.read_exact(&mut body)?;
-        let info = HelloReply::decode(&body).ok_or(ClientError::Protocol("bad HELLO reply body"))?;
+        let info =
+            HelloReply::decode(&body).ok_or(ClientError::Protocol("bad HELLO reply body"))?;
         if info.slab_size == 0 || info.slab_size > usize::MAX as u64 {
-            return Err(ClientError::Protocol("server reports an unusable slab size"));
+            return Err(ClientError::Protocol(
+                "server reports an unusable slab size",
+            ));
         }
         Ok(Self {
             endpoint: ep.clone(),
@@ -166,7 +191,10 @@ impl HostConn {
 
     /// Runs `f` with the stream locked; marks the connection broken if `f`
     /// fails with anything but a server status (which leaves the stream in sync).
-    fn with<T>(&self, f: impl FnOnce(&mut State) -> Result<T, ClientError>) -> Result<T, ClientError> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
         if self.broken.load(Relaxed) {
             return Err(ClientError::Broken(self.endpoint.to_string()));
         }
@@ -184,7 +212,8 @@ impl HostConn {
     fn simple(&self, op: Opcode, slab: u64, offset: u64) -> Result<Header, ClientError> {
         self.with(|st| {
             let id = next_id(st);
-            st.stream.write_all(&Header::request(op, id, slab, offset, 0).encode())?;
+            st.stream
+                .write_all(&Header::request(op, id, slab, offset, 0).encode())?;
             let r = recv_header(&mut st.stream, id, op)?;
             if r.body_len != 0 {
                 return Err(ClientError::Protocol("unexpected reply body"));
@@ -206,18 +235,21 @@ impl HostConn {
 
     /// Sets the server's power state (control frame).
     pub fn set_power(&self, p: PowerState) -> Result<(), ClientError> {
-        self.simple(Opcode::SetPower, 0, p.code().into()).map(|_| ())
+        self.simple(Opcode::SetPower, 0, p.code().into())
+            .map(|_| ())
     }
 
     /// Fetches the server's statistics (JSON).
     pub fn stat(&self) -> Result<serde_json::Value, ClientError> {
         self.with(|st| {
             let id = next_id(st);
-            st.stream.write_all(&Header::request(Opcode::Stat, id, 0, 0, 0).encode())?;
+            st.stream
+                .write_all(&Header::request(Opcode::Stat, id, 0, 0, 0).encode())?;
             let r = status_ok(recv_header(&mut st.stream, id, Opcode::Stat)?)?;
             let mut body = vec![0u8; r.body_len as usize];
             st.stream.read_exact(&mut body)?;
-            serde_json::from_slice(&body).map_err(|_| ClientError::Protocol("STAT body is not JSON"))
+            serde_json::from_slice(&body)
+                .map_err(|_| ClientError::Protocol("STAT body is not JSON"))
         })
     }
 
@@ -227,7 +259,8 @@ impl HostConn {
         let len = io_len(buf.len())?;
         self.with(|st| {
             let id = next_id(st);
-            st.stream.write_all(&Header::request(Opcode::Read, id, slab, offset, len).encode())?;
+            st.stream
+                .write_all(&Header::request(Opcode::Read, id, slab, offset, len).encode())?;
             let mut hdr = [0u8; HEADER_LEN];
             // Read at least the header, opportunistically the data with it.
             let mut got = 0;
@@ -278,7 +311,10 @@ impl HostConn {
 
     /// Pipelined reads. Every op is attempted; the result has one entry per op.
     /// An `Err` from the function itself means the connection failed.
-    pub fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> Result<Vec<Result<(), Status>>, ClientError> {
+    pub fn read_batch(
+        &self,
+        ops: &mut [ReadOp<'_>],
+    ) -> Result<Vec<Result<(), Status>>, ClientError> {
         for op in ops.iter() {
             io_len(op.buf.len())?;
         }
@@ -289,7 +325,14 @@ impl HostConn {
                 .iter()
                 .enumerate()
                 .map(|(i, op)| {
-                    Header::request(Opcode::Read, first + i as u64, op.slab, op.offset, op.buf.len() as u32).encode()
+                    Header::request(
+                        Opcode::Read,
+                        first + i as u64,
+                        op.slab,
+                        op.offset,
+                        op.buf.len() as u32,
+                    )
+                    .encode()
                 })
                 .collect();
             let mut results = vec![Err(Status::BadRequest); ops.len()];
@@ -304,7 +347,9 @@ impl HostConn {
                     Ok(())
                 });
                 let recv = recv_reads(&mut st.stream, first, ops, &mut results);
-                let sent = send.join().map_err(|_| ClientError::Protocol("sender thread panicked"))?;
+                let sent = send
+                    .join()
+                    .map_err(|_| ClientError::Protocol("sender thread panicked"))?;
                 recv?;
                 sent?;
                 Ok(())
@@ -326,9 +371,18 @@ impl HostConn {
             std::thread::scope(|s| -> Result<(), ClientError> {
                 let send = s.spawn(move || -> io::Result<()> {
                     for (i, op) in ops.iter().enumerate() {
-                        let h = Header::request(Opcode::Write, first + i as u64, op.slab, op.offset, op.data.len() as u32)
-                            .encode();
-                        write_all_vectored(&mut sender, &mut [IoSlice::new(&h), IoSlice::new(op.data)])?;
+                        let h = Header::request(
+                            Opcode::Write,
+                            first + i as u64,
+                            op.slab,
+                            op.offset,
+                            op.data.len() as u32,
+                        )
+                        .encode();
+                        write_all_vectored(
+                            &mut sender,
+                            &mut [IoSlice::new(&h), IoSlice::new(op.data)],
+                        )?;
                     }
                     Ok(())
                 });
@@ -349,7 +403,9 @@ impl HostConn {
                     Ok(())
                 };
                 let recv = recv();
-                let sent = send.join().map_err(|_| ClientError::Protocol("sender thread panicked"))?;
+                let sent = send
+                    .join()
+                    .map_err(|_| ClientError::Protocol("sender thread panicked"))?;
                 recv?;
                 sent?;
                 Ok(())
@@ -391,7 +447,9 @@ fn recv_reads(
 /// Maps a reply to its op index in a batch whose ids start at `first`.
 fn batch_index(r: &Header, first: u64, n: usize, op: Opcode) -> Result<usize, ClientError> {
     if r.opcode != op {
-        return Err(ClientError::Protocol("reply opcode does not match the request"));
+        return Err(ClientError::Protocol(
+            "reply opcode does not match the request",
+        ));
     }
     match r.request_id.checked_sub(first) {
         Some(i) if i < n as u64 => Ok(i as usize),

@@ -8,7 +8,11 @@ pub struct Rng(u64);
 impl Rng {
     /// A generator from a seed (zero is replaced, xorshift would stay at zero).
     pub fn new(seed: u64) -> Self {
-        Self(if seed == 0 { 0x9E37_79B9_7F4A_7C15 } else { seed })
+        Self(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
     }
 
     /// Next pseudo-random value.

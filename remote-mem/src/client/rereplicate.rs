@@ -35,7 +35,11 @@ pub(super) fn run(shared: &Shared) {
 
 /// How many copies a slab can have at most now.
 fn target(shared: &Shared) -> usize {
-    let live = shared.hosts.iter().filter(|h| h.alive.load(Relaxed)).count();
+    let live = shared
+        .hosts
+        .iter()
+        .filter(|h| h.alive.load(Relaxed))
+        .count();
     shared.replicas.min(live)
 }
 
@@ -56,7 +60,10 @@ pub(super) fn under_replicated(shared: &Shared) -> usize {
 fn repair_all(shared: &Shared) {
     let slabs: Vec<_> = {
         let s = shared.slabs.read().unwrap_or_else(|p| p.into_inner());
-        s.iter().enumerate().filter_map(|(i, x)| x.clone().map(|x| (i, x))).collect()
+        s.iter()
+            .enumerate()
+            .filter_map(|(i, x)| x.clone().map(|x| (i, x)))
+            .collect()
     };
     for (id, slab) in slabs {
         if shared.shutdown.load(Relaxed) {
@@ -72,9 +79,15 @@ fn repair_all(shared: &Shared) {
         }
         // Exclusive: foreground writes to this slab wait until the copy is done.
         let mut reps = slab.replicas.write().unwrap_or_else(|p| p.into_inner());
-        let (keep, drop): (Vec<Replica>, Vec<Replica>) = reps.drain(..).partition(|r| r.usable(&shared.hosts));
+        let (keep, drop): (Vec<Replica>, Vec<Replica>) =
+            reps.drain(..).partition(|r| r.usable(&shared.hosts));
         *reps = keep;
-        for r in drop.iter().filter(|r| shared.hosts.get(r.host).is_some_and(|h| h.alive.load(Relaxed))) {
+        for r in drop.iter().filter(|r| {
+            shared
+                .hosts
+                .get(r.host)
+                .is_some_and(|h| h.alive.load(Relaxed))
+        }) {
             // A stale copy on a live host: give its memory back.
             if let Some(c) = shared.conn(r.host) {
                 let _ = c.free(r.slab);
@@ -111,13 +124,18 @@ fn repair_all(shared: &Shared) {
 
 /// Copies a whole slab from any usable source copy to `dst`, chunk by chunk.
 fn copy_slab(shared: &Shared, src: &[Replica], dst: &Replica) -> Result<(), ()> {
-    let Some(out) = shared.conn(dst.host) else { return Err(()) };
+    let Some(out) = shared.conn(dst.host) else {
+        return Err(());
+    };
     let mut buf = vec![0u8; MAX_IO as usize];
     let mut off = 0u64;
     while off < shared.slab_size {
         let n = (shared.slab_size - off).min(u64::from(MAX_IO)) as usize;
         let chunk = &mut buf[..n];
-        if shared.read_replicas(src, super::SlabId(usize::MAX), off, chunk).is_err() {
+        if shared
+            .read_replicas(src, super::SlabId(usize::MAX), off, chunk)
+            .is_err()
+        {
             return Err(());
         }
         if let Err(e) = out.write(dst.slab, off, chunk) {

@@ -31,12 +31,24 @@ impl Header {
     /// A request header with no status.
     pub fn request(opcode: Opcode, request_id: u64, slab: u64, offset: u64, length: u32) -> Self {
         let body_len = if opcode == Opcode::Write { length } else { 0 };
-        Self { opcode, body_len, request_id, slab, offset, length, status: 0 }
+        Self {
+            opcode,
+            body_len,
+            request_id,
+            slab,
+            offset,
+            length,
+            status: 0,
+        }
     }
 
     /// The response header to `self` with `status` and a body of `body_len` bytes.
     pub fn reply(&self, status: Status, body_len: u32) -> Self {
-        Self { body_len, status: status as u16, ..*self }
+        Self {
+            body_len,
+            status: status as u16,
+            ..*self
+        }
     }
 
     /// Serialises the header into its 40 wire bytes.
@@ -102,14 +114,21 @@ impl Header {
             _ => 0,
         };
         if h.body_len > max_body {
-            return Err(FrameError::BodyTooLong { op: h.opcode, len: h.body_len, max: max_body });
+            return Err(FrameError::BodyTooLong {
+                op: h.opcode,
+                len: h.body_len,
+                max: max_body,
+            });
         }
         match h.opcode {
             Opcode::Read | Opcode::Write if h.length > MAX_IO => {
                 return Err(FrameError::IoTooLong(h.length))
             }
             Opcode::Write if h.body_len != h.length => {
-                return Err(FrameError::WriteLengthMismatch { body: h.body_len, length: h.length })
+                return Err(FrameError::WriteLengthMismatch {
+                    body: h.body_len,
+                    length: h.length,
+                })
             }
             _ => {}
         }
@@ -128,7 +147,11 @@ impl Header {
             _ => 0,
         };
         if h.body_len > max_body {
-            return Err(FrameError::BodyTooLong { op: h.opcode, len: h.body_len, max: max_body });
+            return Err(FrameError::BodyTooLong {
+                op: h.opcode,
+                len: h.body_len,
+                max: max_body,
+            });
         }
         Ok(h)
     }
@@ -155,19 +178,34 @@ mod tests {
     #[test]
     fn rejects_hostile_headers() {
         let good = Header::request(Opcode::Read, 1, 1, 0, 4096).encode();
-        assert_eq!(Header::decode_request(&good[..10]), Err(FrameError::Short(10)));
+        assert_eq!(
+            Header::decode_request(&good[..10]),
+            Err(FrameError::Short(10))
+        );
         let mut b = good;
         b[0] = 0;
-        assert!(matches!(Header::decode_request(&b), Err(FrameError::BadMagic(_))));
+        assert!(matches!(
+            Header::decode_request(&b),
+            Err(FrameError::BadMagic(_))
+        ));
         let mut b = good;
         b[2] = 200;
-        assert_eq!(Header::decode_request(&b), Err(FrameError::UnknownOpcode(200)));
+        assert_eq!(
+            Header::decode_request(&b),
+            Err(FrameError::UnknownOpcode(200))
+        );
         let mut b = good;
         b[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(Header::decode_request(&b), Err(FrameError::BodyTooLong { .. })));
+        assert!(matches!(
+            Header::decode_request(&b),
+            Err(FrameError::BodyTooLong { .. })
+        ));
         let mut b = good;
         b[32..36].copy_from_slice(&(MAX_IO + 1).to_le_bytes());
-        assert_eq!(Header::decode_request(&b), Err(FrameError::IoTooLong(MAX_IO + 1)));
+        assert_eq!(
+            Header::decode_request(&b),
+            Err(FrameError::IoTooLong(MAX_IO + 1))
+        );
         let mut w = Header::request(Opcode::Write, 1, 1, 0, 4096);
         w.body_len = 10;
         assert!(matches!(

@@ -42,7 +42,11 @@ impl Hello {
         }
         let mut client_key = [0u8; 16];
         client_key.copy_from_slice(&b[2..18]);
-        Ok(Self { version: u16::from_le_bytes([b[0], b[1]]), client_key, token })
+        Ok(Self {
+            version: u16::from_le_bytes([b[0], b[1]]),
+            client_key,
+            token,
+        })
     }
 }
 
@@ -101,11 +105,21 @@ mod tests {
 
     #[test]
     fn hello_round_trips_and_rejects_short() {
-        let h = Hello { version: 1, client_key: [7; 16], token: b"secret".to_vec() };
+        let h = Hello {
+            version: 1,
+            client_key: [7; 16],
+            token: b"secret".to_vec(),
+        };
         assert_eq!(Hello::decode(&h.encode()).unwrap(), h);
         assert_eq!(Hello::decode(&[1, 0, 3]), Err(FrameError::HelloTooShort(3)));
         assert_eq!(Hello::decode(&[0u8; 18]), Err(FrameError::EmptyToken));
-        let r = HelloReply { version: 1, power: 2, slab_size: 64, capacity: 128, free: 64 };
+        let r = HelloReply {
+            version: 1,
+            power: 2,
+            slab_size: 64,
+            capacity: 128,
+            free: 64,
+        };
         assert_eq!(HelloReply::decode(&r.encode()), Some(r));
         assert_eq!(HelloReply::decode(&[0u8; 5]), None);
     }

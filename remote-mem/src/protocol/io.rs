@@ -6,7 +6,10 @@ use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 
 /// Writes every byte of `bufs`, retrying on partial writes (std's
 /// `write_all_vectored` is not stable).
-pub fn write_all_vectored<W: Write + ?Sized>(w: &mut W, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+pub fn write_all_vectored<W: Write + ?Sized>(
+    w: &mut W,
+    mut bufs: &mut [IoSlice<'_>],
+) -> io::Result<()> {
     IoSlice::advance_slices(&mut bufs, 0);
     while !bufs.is_empty() {
         match w.write_vectored(bufs) {
@@ -21,7 +24,10 @@ pub fn write_all_vectored<W: Write + ?Sized>(w: &mut W, mut bufs: &mut [IoSlice<
 
 /// Fills every buffer in `bufs`, retrying on short reads. EOF before the end
 /// is `UnexpectedEof`.
-pub fn read_exact_vectored<R: Read + ?Sized>(r: &mut R, mut bufs: &mut [IoSliceMut<'_>]) -> io::Result<()> {
+pub fn read_exact_vectored<R: Read + ?Sized>(
+    r: &mut R,
+    mut bufs: &mut [IoSliceMut<'_>],
+) -> io::Result<()> {
     IoSliceMut::advance_slices(&mut bufs, 0);
     while !bufs.is_empty() {
         match r.read_vectored(bufs) {
@@ -54,12 +60,23 @@ mod tests {
     #[test]
     fn partial_vectored_io_completes() {
         let mut w = Trickle(Vec::new());
-        write_all_vectored(&mut w, &mut [IoSlice::new(b"hello"), IoSlice::new(b""), IoSlice::new(b"world")])
-            .unwrap();
+        write_all_vectored(
+            &mut w,
+            &mut [
+                IoSlice::new(b"hello"),
+                IoSlice::new(b""),
+                IoSlice::new(b"world"),
+            ],
+        )
+        .unwrap();
         assert_eq!(w.0, b"helloworld");
         let mut src: &[u8] = b"helloworld!";
         let (mut a, mut b) = ([0u8; 4], [0u8; 6]);
-        read_exact_vectored(&mut src, &mut [IoSliceMut::new(&mut a), IoSliceMut::new(&mut b)]).unwrap();
+        read_exact_vectored(
+            &mut src,
+            &mut [IoSliceMut::new(&mut a), IoSliceMut::new(&mut b)],
+        )
+        .unwrap();
         assert_eq!((&a, &b), (b"hell", b"oworld"));
         let mut short: &[u8] = b"ab";
         let e = read_exact_vectored(&mut short, &mut [IoSliceMut::new(&mut a)]).unwrap_err();

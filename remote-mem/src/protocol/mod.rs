@@ -8,7 +8,7 @@ mod hello;
 pub mod io;
 
 pub use frame::{Header, HEADER_LEN};
-pub use hello::{Hello, HelloReply, ClientKey, HELLO_REPLY_LEN};
+pub use hello::{ClientKey, Hello, HelloReply, HELLO_REPLY_LEN};
 
 /// Protocol version spoken by this build. Bumped on any incompatible change.
 pub const VERSION: u16 = 1;

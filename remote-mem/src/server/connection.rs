@@ -41,11 +41,14 @@ const READ_BUFFER: usize = 256 * 1024;
 
 /// Serves one connection until the peer closes it or breaks the protocol.
 /// Returns `Ok` on a clean close between frames.
+/// `authenticated` runs once the handshake succeeded (the caller lifts the
+/// handshake timeout there).
 pub fn serve<R: Read, W: Write>(
     reader: R,
     mut writer: W,
     store: &SlabStore,
     token: &[u8],
+    authenticated: impl FnOnce(),
 ) -> Result<(), ConnError> {
     let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
     let mut hdr = [0u8; HEADER_LEN];
@@ -60,6 +63,7 @@ pub fn serve<R: Read, W: Write>(
     }
     read_body(&mut reader, &mut body, h.body_len)?;
     let client = handshake(&h, &body, &mut writer, store, token)?;
+    authenticated();
 
     loop {
         if !read_header(&mut reader, &mut hdr)? {
@@ -80,7 +84,10 @@ pub fn serve<R: Read, W: Write>(
                             dst.copy_from_slice(&body);
                         }
                         store.counters.writes.fetch_add(1, Relaxed);
-                        store.counters.bytes_written.fetch_add(u64::from(h.length), Relaxed);
+                        store
+                            .counters
+                            .bytes_written
+                            .fetch_add(u64::from(h.length), Relaxed);
                         Status::Ok
                     }
                     Err(s) => s,
@@ -172,7 +179,12 @@ fn handshake<W: Write>(
     Ok(hello.client_key)
 }
 
-fn serve_read<W: Write>(h: &Header, client: &ClientKey, store: &SlabStore, w: &mut W) -> Result<(), ConnError> {
+fn serve_read<W: Write>(
+    h: &Header,
+    client: &ClientKey,
+    store: &SlabStore,
+    w: &mut W,
+) -> Result<(), ConnError> {
     match store.for_io(client, h.slab, h.offset, h.length) {
         Ok((slab, range)) => {
             let data = slab.data.read().unwrap_or_else(|p| p.into_inner());
@@ -181,14 +193,23 @@ fn serve_read<W: Write>(h: &Header, client: &ClientKey, store: &SlabStore, w: &m
             // Header and page leave in one writev, straight from slab memory.
             write_all_vectored(w, &mut [IoSlice::new(&out), IoSlice::new(page)])?;
             store.counters.reads.fetch_add(1, Relaxed);
-            store.counters.bytes_read.fetch_add(page.len() as u64, Relaxed);
+            store
+                .counters
+                .bytes_read
+                .fetch_add(page.len() as u64, Relaxed);
             Ok(())
         }
         Err(s) => reply(w, store, *h, s, &[]),
     }
 }
 
-fn reply<W: Write>(w: &mut W, store: &SlabStore, h: Header, status: Status, body: &[u8]) -> Result<(), ConnError> {
+fn reply<W: Write>(
+    w: &mut W,
+    store: &SlabStore,
+    h: Header,
+    status: Status,
+    body: &[u8],
+) -> Result<(), ConnError> {
     if status != Status::Ok {
         store.counters.errors.fetch_add(1, Relaxed);
     }

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 pub use connection::ConnError;
 use store::SlabStore;
@@ -21,6 +22,10 @@ use store::SlabStore;
 /// Most simultaneous connections; more are closed at accept, so a flood of
 /// connections cannot exhaust threads.
 pub const MAX_CONNECTIONS: u64 = 1024;
+
+/// A peer must complete the handshake within this time, so half-open or
+/// silent connections cannot pin threads forever before authenticating.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Per-connection thread stack: the handler is shallow and buffers live on the heap.
 const CONN_STACK: usize = 256 * 1024;
@@ -64,7 +69,10 @@ impl Server {
         let mut handles = Vec::new();
         let mut tcp_addr = None;
         if let Some(addr) = tcp {
-            let l = TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr: addr.into(), source })?;
+            let l = TcpListener::bind(addr).map_err(|source| ServerError::Bind {
+                addr: addr.into(),
+                source,
+            })?;
             tcp_addr = l.local_addr().ok();
             let (store, token) = (Arc::clone(&store), Arc::clone(&token));
             handles.push(
@@ -77,8 +85,10 @@ impl Server {
         if let Some(path) = &unix {
             // A stale socket file from a previous run would make bind fail.
             let _ = std::fs::remove_file(path);
-            let l = UnixListener::bind(path)
-                .map_err(|source| ServerError::Bind { addr: path.display().to_string(), source })?;
+            let l = UnixListener::bind(path).map_err(|source| ServerError::Bind {
+                addr: path.display().to_string(),
+                source,
+            })?;
             let (store, token) = (Arc::clone(&store), Arc::clone(&token));
             handles.push(
                 thread::Builder::new()
@@ -87,7 +97,12 @@ impl Server {
                     .map_err(ServerError::Thread)?,
             );
         }
-        Ok(Self { tcp_addr, unix_path: unix, store, handles })
+        Ok(Self {
+            tcp_addr,
+            unix_path: unix,
+            store,
+            handles,
+        })
     }
 
     /// Blocks until the listeners stop (they normally run until the process exits).
@@ -110,9 +125,12 @@ fn accept_tcp(l: TcpListener, store: Arc<SlabStore>, token: Arc<[u8]>) {
         // Small frames (requests, 40-byte replies) must not wait for Nagle.
         let _ = s.set_nodelay(true);
         let peer = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-        match s.try_clone() {
-            Ok(r) => spawn_conn(r, s, peer, &store, &token),
-            Err(e) => tracing::warn!(error = %e, "cannot clone socket"),
+        let _ = s.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+        match (s.try_clone(), s.try_clone()) {
+            (Ok(r), Ok(t)) => spawn_conn(r, s, peer, &store, &token, move || {
+                let _ = t.set_read_timeout(None);
+            }),
+            (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "cannot clone socket"),
         }
     }
 }
@@ -126,16 +144,26 @@ fn accept_unix(l: UnixListener, store: Arc<SlabStore>, token: Arc<[u8]>) {
                 continue;
             }
         };
-        match s.try_clone() {
-            Ok(r) => spawn_conn(r, s, "unix".into(), &store, &token),
-            Err(e) => tracing::warn!(error = %e, "cannot clone socket"),
+        let _ = s.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+        match (s.try_clone(), s.try_clone()) {
+            (Ok(r), Ok(t)) => spawn_conn(r, s, "unix".into(), &store, &token, move || {
+                let _ = t.set_read_timeout(None);
+            }),
+            (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "cannot clone socket"),
         }
     }
 }
 
-fn spawn_conn<S>(r: S, w: S, peer: String, store: &Arc<SlabStore>, token: &Arc<[u8]>)
-where
+fn spawn_conn<S, F>(
+    r: S,
+    w: S,
+    peer: String,
+    store: &Arc<SlabStore>,
+    token: &Arc<[u8]>,
+    authenticated: F,
+) where
     S: io::Read + io::Write + Send + 'static,
+    F: FnOnce() + Send + 'static,
 {
     if store.counters.connections.load(Relaxed) >= MAX_CONNECTIONS {
         tracing::warn!(%peer, "connection refused: {MAX_CONNECTIONS} connections open");
@@ -144,17 +172,20 @@ where
     store.counters.connections.fetch_add(1, Relaxed);
     let (store, token) = (Arc::clone(store), Arc::clone(token));
     let store2 = Arc::clone(&store);
-    let spawned = thread::Builder::new().name("memd-conn".into()).stack_size(CONN_STACK).spawn(move || {
-        match connection::serve(r, w, &store, &token) {
-            Ok(()) => tracing::debug!(%peer, "connection closed"),
-            Err(ConnError::Io(e)) => tracing::info!(%peer, error = %e, "connection dropped"),
-            Err(e) => {
-                store.counters.protocol_errors.fetch_add(1, Relaxed);
-                tracing::warn!(%peer, reason = %e, "closing connection");
+    let spawned = thread::Builder::new()
+        .name("memd-conn".into())
+        .stack_size(CONN_STACK)
+        .spawn(move || {
+            match connection::serve(r, w, &store, &token, authenticated) {
+                Ok(()) => tracing::debug!(%peer, "connection closed"),
+                Err(ConnError::Io(e)) => tracing::info!(%peer, error = %e, "connection dropped"),
+                Err(e) => {
+                    store.counters.protocol_errors.fetch_add(1, Relaxed);
+                    tracing::warn!(%peer, reason = %e, "closing connection");
+                }
             }
-        }
-        store.counters.connections.fetch_sub(1, Relaxed);
-    });
+            store.counters.connections.fetch_sub(1, Relaxed);
+        });
     if let Err(e) = spawned {
         store2.counters.connections.fetch_sub(1, Relaxed);
         tracing::warn!(error = %e, "cannot start connection thread");

@@ -132,7 +132,10 @@ impl SlabStore {
             usage: Mutex::new((0, HashMap::new())),
             next_id: AtomicU64::new(1),
             power: AtomicU8::new(power.code()),
-            clock: Mutex::new(PowerClock { since: Instant::now(), spent: StateSeconds::default() }),
+            clock: Mutex::new(PowerClock {
+                since: Instant::now(),
+                spent: StateSeconds::default(),
+            }),
             counters: Counters::default(),
         }
     }
@@ -184,9 +187,15 @@ impl SlabStore {
             usage.0 += size;
         }
         let len = usize::try_from(size).map_err(|_| Status::NoCapacity)?;
-        let slab = Arc::new(Slab { owner: *owner, data: RwLock::new(vec![0u8; len].into_boxed_slice()) });
+        let slab = Arc::new(Slab {
+            owner: *owner,
+            data: RwLock::new(vec![0u8; len].into_boxed_slice()),
+        });
         let id = self.next_id.fetch_add(1, Relaxed);
-        self.slabs.write().unwrap_or_else(|p| p.into_inner()).insert(id, slab);
+        self.slabs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, slab);
         self.counters.allocs.fetch_add(1, Relaxed);
         Ok(id)
     }
@@ -235,7 +244,9 @@ impl SlabStore {
                 _ => return Err(Status::NoSuchSlab),
             }
         };
-        let end = offset.checked_add(u64::from(len)).ok_or(Status::OutOfRange)?;
+        let end = offset
+            .checked_add(u64::from(len))
+            .ok_or(Status::OutOfRange)?;
         if end > self.limits.slab_size {
             return Err(Status::OutOfRange);
         }
@@ -292,7 +303,14 @@ mod tests {
     use super::*;
 
     fn store() -> SlabStore {
-        SlabStore::new(Limits { slab_size: 4096, capacity: 3 * 4096, quota: 2 * 4096 }, PowerState::S0)
+        SlabStore::new(
+            Limits {
+                slab_size: 4096,
+                capacity: 3 * 4096,
+                quota: 2 * 4096,
+            },
+            PowerState::S0,
+        )
     }
 
     #[test]
@@ -307,7 +325,10 @@ mod tests {
         assert_eq!(s.for_io(&b, a1, 0, 8).err(), Some(Status::NoSuchSlab));
         assert_eq!(s.free(&b, a1), Err(Status::NoSuchSlab));
         assert_eq!(s.for_io(&a, a1, 4090, 8).err(), Some(Status::OutOfRange));
-        assert_eq!(s.for_io(&a, a1, u64::MAX, 8).err(), Some(Status::OutOfRange));
+        assert_eq!(
+            s.for_io(&a, a1, u64::MAX, 8).err(),
+            Some(Status::OutOfRange)
+        );
         assert_eq!(s.for_io(&a, a1, 8, 8).unwrap().1, 8..16);
         s.free(&a, a1).unwrap();
         assert_eq!(s.free_bytes(), 4096);

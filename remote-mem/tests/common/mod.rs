@@ -39,7 +39,15 @@ impl Memd {
     /// readiness line.
     pub fn start(token: &Path, capacity: &str, slab: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_revenant-memd"))
-            .args(["--listen", "127.0.0.1:0", "--capacity", capacity, "--slab-size", slab, "--token-file"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--capacity",
+                capacity,
+                "--slab-size",
+                slab,
+                "--token-file",
+            ])
             .arg(token)
             .args(extra)
             .env("RUST_LOG", "warn")
@@ -48,9 +56,18 @@ impl Memd {
             .spawn()
             .expect("spawn revenant-memd");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("listening ").unwrap_or_else(|| panic!("bad readiness line {line:?}"));
-        Self { child, endpoint: Endpoint::parse(addr).unwrap() }
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|l| l.split(' ').next())
+            .unwrap_or_else(|| panic!("bad readiness line {line:?}"));
+        Self {
+            child,
+            endpoint: Endpoint::parse(addr).unwrap(),
+        }
     }
 
     /// `kill -9`.
@@ -66,7 +83,13 @@ impl Memd {
 
     /// An authenticated connection with a fresh client key.
     pub fn conn(&self) -> HostConn {
-        HostConn::connect(&self.endpoint, TOKEN.as_bytes(), random_key().unwrap(), Duration::from_secs(5)).unwrap()
+        HostConn::connect(
+            &self.endpoint,
+            TOKEN.as_bytes(),
+            random_key().unwrap(),
+            Duration::from_secs(5),
+        )
+        .unwrap()
     }
 }
 
