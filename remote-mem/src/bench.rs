@@ -135,7 +135,7 @@ pub fn run(cfg: &ClientConfig, p: BenchParams) -> Result<BenchReport, BenchError
             bytes += (group.len() * SEQ_UNIT) as u64;
         }
     }
-    let seq_gbps = bytes as f64 / t.elapsed().as_secs_f64() / 1e9;
+    let seq_gbps = (bytes as f64 / t.elapsed().as_secs_f64() / 1e9 * 1000.0).round() / 1000.0;
     for s in slabs {
         client.free_slab(s)?;
     }
