@@ -16,8 +16,8 @@ use crate::protocol::HEADER_LEN;
 
 const PAGE: usize = 4096;
 const SEQ_UNIT: usize = 64 * 1024;
-/// 64 KiB reads in flight per batch in the sequential test (4 MiB per batch).
-const SEQ_BATCH: usize = 64;
+/// 64 KiB reads in flight per batch in the sequential test (16 MiB per batch).
+const SEQ_BATCH: usize = 256;
 
 /// Benchmark parameters.
 #[derive(Debug, Clone, Copy)]

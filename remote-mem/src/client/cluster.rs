@@ -489,37 +489,36 @@ impl MemClient {
             }
         }
         let shared = &self.shared;
-        let results: Vec<HostWriteOutcome> =
-            thread::scope(|s| {
-                let handles: Vec<_> = per_host
-                    .into_iter()
-                    .enumerate()
-                    .filter(|(_, l)| !l.is_empty())
-                    .map(|(host, list)| {
-                        let wops: Vec<WriteOp<'_>> = list
-                            .iter()
-                            .map(|&(i, j)| {
-                                let slab = reps_of(ops[i].slab).map_or(0, |r| r[j].slab);
-                                WriteOp {
-                                    slab,
-                                    offset: ops[i].offset,
-                                    data: ops[i].data,
-                                }
-                            })
-                            .collect();
-                        s.spawn(move || {
-                            let r = match shared.conn(host) {
-                                Some(c) => c
-                                    .write_batch(&wops)
-                                    .map(|v| v.iter().map(Result::is_ok).collect()),
-                                None => Err(ClientError::NoHosts("host has no connection".into())),
-                            };
-                            (host, list, r)
+        let results: Vec<HostWriteOutcome> = thread::scope(|s| {
+            let handles: Vec<_> = per_host
+                .into_iter()
+                .enumerate()
+                .filter(|(_, l)| !l.is_empty())
+                .map(|(host, list)| {
+                    let wops: Vec<WriteOp<'_>> = list
+                        .iter()
+                        .map(|&(i, j)| {
+                            let slab = reps_of(ops[i].slab).map_or(0, |r| r[j].slab);
+                            WriteOp {
+                                slab,
+                                offset: ops[i].offset,
+                                data: ops[i].data,
+                            }
                         })
+                        .collect();
+                    s.spawn(move || {
+                        let r = match shared.conn(host) {
+                            Some(c) => c
+                                .write_batch(&wops)
+                                .map(|v| v.iter().map(Result::is_ok).collect()),
+                            None => Err(ClientError::NoHosts("host has no connection".into())),
+                        };
+                        (host, list, r)
                     })
-                    .collect();
-                handles.into_iter().filter_map(|h| h.join().ok()).collect()
-            });
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
         let mut copies = vec![0usize; ops.len()];
         for (host, list, r) in results {
             match r {
