@@ -56,6 +56,15 @@ struct ServeArgs {
     /// Initial power state of the host.
     #[arg(long, value_enum, default_value = "s0")]
     power_state: PowerState,
+    /// Register in etcd (comma-separated client URLs); needs the `etcd` feature.
+    #[arg(long)]
+    etcd: Option<String>,
+    /// Lease TTL of the etcd registration, seconds.
+    #[arg(long, default_value_t = 10)]
+    etcd_ttl: i64,
+    /// Endpoint published in etcd (default: the bound TCP address).
+    #[arg(long)]
+    advertise: Option<String>,
 }
 
 #[derive(Args)]
@@ -194,6 +203,7 @@ fn serve(a: ServeArgs) -> Result<()> {
     );
     // Machine-readable readiness line: tests and scripts pass port 0 and read
     // the real address here.
+    let _registration = register(&a.etcd, a.etcd_ttl, a.advertise, &server)?;
     // One line, written once; a reader that went away is not an error.
     let mut eps: Vec<String> = server
         .tcp_addr
@@ -209,6 +219,44 @@ fn serve(a: ServeArgs) -> Result<()> {
     let _ = writeln!(std::io::stdout(), "listening {}", eps.join(" "));
     server.wait();
     Ok(())
+}
+
+#[cfg(feature = "etcd")]
+fn register(
+    etcd: &Option<String>,
+    ttl: i64,
+    advertise: Option<String>,
+    server: &Server,
+) -> Result<Option<revenant_remote_mem::directory::Registration>> {
+    use revenant_remote_mem::directory::{HostRecord, Registration};
+    let Some(urls) = etcd else { return Ok(None) };
+    let urls: Vec<String> = urls.split(',').map(|u| u.trim().to_string()).collect();
+    let endpoint = match (advertise, server.tcp_addr) {
+        (Some(a), _) => Endpoint::parse(&a)?.to_string(),
+        (None, Some(addr)) => format!("tcp://{addr}"),
+        (None, None) => bail!("--etcd needs --listen or --advertise"),
+    };
+    let store = Arc::clone(&server.store);
+    let reg = Registration::start(&urls, ttl, move || HostRecord {
+        endpoint: endpoint.clone(),
+        capacity: store.limits().capacity,
+        free: store.free_bytes(),
+        power_state: store.power(),
+    })?;
+    Ok(Some(reg))
+}
+
+#[cfg(not(feature = "etcd"))]
+fn register(
+    etcd: &Option<String>,
+    _ttl: i64,
+    _advertise: Option<String>,
+    _server: &Server,
+) -> Result<Option<()>> {
+    if etcd.is_some() {
+        bail!("--etcd: this revenant-memd was built without the `etcd` feature");
+    }
+    Ok(None)
 }
 
 fn read_token(path: &Path) -> Result<Vec<u8>> {
