@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-pub use connection::ConnError;
+pub use connection::{serve as serve_stream, ConnError};
 use store::SlabStore;
 
 /// Most simultaneous connections; more are closed at accept, so a flood of
