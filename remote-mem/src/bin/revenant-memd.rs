@@ -151,6 +151,7 @@ fn main() -> Result<()> {
                 token: read_token(&target.token_file)?,
                 replicas: Some(1),
                 timeout: Duration::from_secs(10),
+                backup_file: None,
             };
             let p = BenchParams {
                 samples,

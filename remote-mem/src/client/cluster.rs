@@ -3,6 +3,9 @@
 //! replica; reads go to the first healthy one and fail over. A replica whose
 //! write failed is marked stale at once, so no later read can see old data.
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
 use std::thread;
@@ -24,6 +27,10 @@ pub struct ClientConfig {
     pub replicas: Option<usize>,
     /// Socket timeout: a host silent for this long counts as dead.
     pub timeout: Duration,
+    /// Optional local backup file (Infiniswap's local copy): every write is
+    /// also stored there, and reads fall back to it when no replica answers.
+    /// Meant for r = 1 (a single host); the file is sparse, truncated at start.
+    pub backup_file: Option<PathBuf>,
 }
 
 /// A slab as the client's user sees it (index into the client's slab table).
@@ -56,6 +63,7 @@ pub(super) struct Shared {
     pub slabs: RwLock<Vec<Option<Arc<LogicalSlab>>>>,
     pub replicas: usize,
     pub slab_size: u64,
+    pub backup: Option<File>,
     rng: Mutex<Rng>,
     pub wake: Mutex<bool>,
     pub cv: Condvar,
@@ -200,7 +208,56 @@ impl Shared {
                 Err(e) => self.host_failed(rep.host, &e),
             }
         }
+        if self.backup_read(id, offset, buf) {
+            return Ok(());
+        }
         Err(ClientError::AllReplicasFailed(id.0))
+    }
+
+    /// Byte position of (`id`, `offset`) in the backup file.
+    fn backup_pos(&self, id: SlabId, offset: u64) -> Option<u64> {
+        (id.0 as u64)
+            .checked_mul(self.slab_size)?
+            .checked_add(offset)
+    }
+
+    /// Stores `data` in the backup file; `false` without one or on error.
+    pub(super) fn backup_write(&self, id: SlabId, offset: u64, data: &[u8]) -> bool {
+        let (Some(f), Some(pos)) = (&self.backup, self.backup_pos(id, offset)) else {
+            return false;
+        };
+        match f.write_all_at(data, pos) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "backup file write failed");
+                false
+            }
+        }
+    }
+
+    /// Reads from the backup file; `false` without one or on error. Bytes
+    /// past the end of the (sparse) file were never written: zeros, like a
+    /// fresh slab.
+    fn backup_read(&self, id: SlabId, offset: u64, buf: &mut [u8]) -> bool {
+        let (Some(f), Some(pos)) = (&self.backup, self.backup_pos(id, offset)) else {
+            return false;
+        };
+        let mut done = 0;
+        while done < buf.len() {
+            match f.read_at(&mut buf[done..], pos + done as u64) {
+                Ok(0) => {
+                    buf[done..].fill(0);
+                    break;
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "backup file read failed");
+                    return false;
+                }
+            }
+        }
+        true
     }
 }
 
@@ -241,12 +298,24 @@ impl MemClient {
             .replicas
             .unwrap_or(if hosts.len() >= 2 { 2 } else { 1 })
             .max(1);
+        let backup = match &cfg.backup_file {
+            Some(p) => Some(
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(p)?,
+            ),
+            None => None,
+        };
         let seed = u64::from_le_bytes(key[..8].try_into().unwrap_or([1; 8]));
         let shared = Arc::new(Shared {
             hosts,
             slabs: RwLock::new(Vec::new()),
             replicas,
             slab_size,
+            backup,
             rng: Mutex::new(Rng::new(seed)),
             wake: Mutex::new(false),
             cv: Condvar::new(),
@@ -379,6 +448,9 @@ impl MemClient {
                 Ok(()) => ok += 1,
                 Err(e) => self.replica_write_failed(rep, &e),
             }
+        }
+        if self.shared.backup_write(id, offset, data) {
+            ok += 1;
         }
         if ok == 0 {
             return Err(ClientError::AllReplicasFailed(id.0));
@@ -536,6 +608,11 @@ impl MemClient {
                 Err(e) => {
                     self.shared.host_failed(host, &e);
                 }
+            }
+        }
+        for (op, c) in ops.iter().zip(copies.iter_mut()) {
+            if self.shared.backup_write(op.slab, op.offset, op.data) {
+                *c += 1;
             }
         }
         match copies.iter().position(|&c| c == 0) {

@@ -93,7 +93,7 @@ fn repair_all(shared: &Shared) {
                 let _ = c.free(r.slab);
             }
         }
-        if reps.is_empty() {
+        if reps.is_empty() && shared.backup.is_none() {
             tracing::error!(slab = id, "every copy of a slab is gone; its data is lost");
             continue;
         }
@@ -106,7 +106,7 @@ fn repair_all(shared: &Shared) {
                     break;
                 }
             };
-            match copy_slab(shared, &reps, &new) {
+            match copy_slab(shared, super::SlabId(id), &reps, &new) {
                 Ok(()) => {
                     tracing::info!(slab = id, host = %shared.hosts[new.host].endpoint, "slab re-replicated");
                     reps.push(new);
@@ -122,8 +122,9 @@ fn repair_all(shared: &Shared) {
     }
 }
 
-/// Copies a whole slab from any usable source copy to `dst`, chunk by chunk.
-fn copy_slab(shared: &Shared, src: &[Replica], dst: &Replica) -> Result<(), ()> {
+/// Copies a whole slab from any usable source copy (or the backup file) to
+/// `dst`, chunk by chunk.
+fn copy_slab(shared: &Shared, id: super::SlabId, src: &[Replica], dst: &Replica) -> Result<(), ()> {
     let Some(out) = shared.conn(dst.host) else {
         return Err(());
     };
@@ -132,10 +133,7 @@ fn copy_slab(shared: &Shared, src: &[Replica], dst: &Replica) -> Result<(), ()> 
     while off < shared.slab_size {
         let n = (shared.slab_size - off).min(u64::from(MAX_IO)) as usize;
         let chunk = &mut buf[..n];
-        if shared
-            .read_replicas(src, super::SlabId(usize::MAX), off, chunk)
-            .is_err()
-        {
+        if shared.read_replicas(src, id, off, chunk).is_err() {
             return Err(());
         }
         if let Err(e) = out.write(dst.slab, off, chunk) {

@@ -107,6 +107,7 @@ pub fn client_config(servers: &[&Memd], replicas: Option<usize>) -> ClientConfig
         token: TOKEN.as_bytes().to_vec(),
         replicas,
         timeout: Duration::from_secs(10),
+        backup_file: None,
     }
 }
 
