@@ -1,6 +1,7 @@
 //! Client side: one connection per host ([`HostConn`]) and the replicated,
 //! multi-host [`MemClient`] built on it.
 
+mod batch;
 mod cluster;
 mod conn;
 mod placement;
@@ -8,7 +9,8 @@ mod rereplicate;
 
 use std::io;
 
-pub use cluster::{ClientConfig, MemClient, PageRead, PageWrite, SlabId};
+pub use batch::{PageRead, PageWrite};
+pub use cluster::{ClientConfig, MemClient, SlabId};
 pub use placement::Rng;
 
 /// A fast non-cryptographic generator (for benches and tests).
