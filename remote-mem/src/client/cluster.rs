@@ -415,12 +415,26 @@ impl MemClient {
         self.shared.check_range(offset, data.len())?;
         let slab = self.shared.slab(id)?;
         let reps = slab.replicas.read().unwrap_or_else(|p| p.into_inner());
-        let mut ok = 0;
-        for rep in reps.iter().filter(|r| r.usable(&self.shared.hosts)) {
+        // Send to every copy first, then collect the replies: the copies are
+        // written in parallel. Hosts are locked in index order (deadlock-free).
+        let mut order: Vec<&Replica> = reps
+            .iter()
+            .filter(|r| r.usable(&self.shared.hosts))
+            .collect();
+        order.sort_by_key(|r| r.host);
+        let mut pending = Vec::with_capacity(order.len());
+        for rep in order {
             let Some(conn) = self.shared.conn(rep.host) else {
                 continue;
             };
-            match conn.write(rep.slab, offset, data) {
+            match conn.write_start(rep.slab, offset, data) {
+                Ok(p) => pending.push((rep, p)),
+                Err(e) => self.replica_write_failed(rep, &e),
+            }
+        }
+        let mut ok = 0;
+        for (rep, p) in pending {
+            match p.finish() {
                 Ok(()) => ok += 1,
                 Err(e) => self.replica_write_failed(rep, &e),
             }
