@@ -184,3 +184,71 @@ fn single_host_with_backup_file_survives_its_loss() {
     client.read_page(slabs[0], 0, &mut got).unwrap();
     assert_eq!(got, vec![0xEE; PAGE]);
 }
+
+/// Several threads share one client (as the RAM-ext fault handler and the
+/// evictor will), mixing single and batch I/O on shared slabs while a server
+/// is killed: no deadlock, no wrong page.
+#[test]
+fn concurrent_threads_share_a_client_through_a_failure() {
+    let dir = scratch("threads");
+    let tok = token_file(&dir);
+    let mut servers: Vec<Memd> = (0..3)
+        .map(|_| Memd::start(&tok, "128M", "1M", &[]))
+        .collect();
+    let client =
+        MemClient::connect(&client_config(&servers.iter().collect::<Vec<_>>(), None)).unwrap();
+    let slabs: Vec<SlabId> = (0..8).map(|_| client.alloc_slab().unwrap()).collect();
+    const THREADS: u64 = 4;
+    const PAGES_PER_THREAD: u64 = 512;
+    // Thread t owns pages t, t+THREADS, ... spread over all slabs.
+    let locate = |p: u64| {
+        (
+            slabs[(p % slabs.len() as u64) as usize],
+            (p / slabs.len() as u64) * PAGE as u64,
+        )
+    };
+    let run = |t: u64, seed: u64| {
+        let mut page = vec![0u8; PAGE];
+        let mut got = vec![0u8; PAGE];
+        for k in 0..PAGES_PER_THREAD {
+            let p = k * THREADS + t;
+            let (s, off) = locate(p);
+            page_bytes(seed, p, &mut page);
+            if k % 2 == 0 {
+                client.write(s, off, &page).unwrap();
+            } else {
+                client
+                    .write_batch(&[PageWrite {
+                        slab: s,
+                        offset: off,
+                        data: &page,
+                    }])
+                    .unwrap();
+            }
+            client.read_page(s, off, &mut got).unwrap();
+            assert!(got == page, "thread {t} page {p} read back wrong");
+        }
+    };
+    std::thread::scope(|sc| {
+        for t in 0..THREADS {
+            sc.spawn(move || run(t, 1));
+        }
+    });
+    std::thread::scope(|sc| {
+        for t in 0..THREADS {
+            sc.spawn(move || run(t, 2));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        servers[0].kill9();
+    });
+    assert!(!client.host_alive(0), "the kill happened while the threads were running");
+    assert!(client.wait_replicated(Duration::from_secs(60)));
+    let mut want = vec![0u8; PAGE];
+    let mut got = vec![0u8; PAGE];
+    for p in 0..THREADS * PAGES_PER_THREAD {
+        let (s, off) = locate(p);
+        page_bytes(2, p, &mut want);
+        client.read_page(s, off, &mut got).unwrap();
+        assert!(got == want, "page {p} wrong at the end");
+    }
+}
