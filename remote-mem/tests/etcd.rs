@@ -119,6 +119,20 @@ fn killed_memd_leaves_the_directory_within_its_lease() {
     let s = client.alloc_slab().unwrap();
     client.write(s, 0, b"found through etcd").unwrap();
 
+    // The operator CLI finds both hosts through etcd.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_revenant-memd"))
+        .args(["stat", "--etcd", url.as_str(), "--token-file"])
+        .arg(&tok)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().map(Vec::len), Some(2), "{v}");
+
     b.kill9();
     // etcd deletes the key when the lease expires (TTL from the last renewal,
     // renewals every TTL/3) and the watch delivers the delete. Bound generously:

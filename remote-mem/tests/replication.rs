@@ -241,7 +241,10 @@ fn concurrent_threads_share_a_client_through_a_failure() {
         std::thread::sleep(Duration::from_millis(50));
         servers[0].kill9();
     });
-    assert!(!client.host_alive(0), "the kill happened while the threads were running");
+    assert!(
+        !client.host_alive(0),
+        "the kill happened while the threads were running"
+    );
     assert!(client.wait_replicated(Duration::from_secs(60)));
     let mut want = vec![0u8; PAGE];
     let mut got = vec![0u8; PAGE];

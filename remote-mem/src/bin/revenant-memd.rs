@@ -70,8 +70,12 @@ struct ServeArgs {
 #[derive(Args)]
 struct Target {
     /// Comma-separated servers: tcp://h:p, unix:///path or h:p.
-    #[arg(long)]
-    servers: String,
+    #[arg(long, required_unless_present = "etcd")]
+    servers: Option<String>,
+    /// Take the servers from the etcd directory instead (comma-separated client
+    /// URLs; needs the `etcd` feature).
+    #[arg(long, conflicts_with = "servers")]
+    etcd: Option<String>,
     /// File holding the shared-secret token.
     #[arg(long)]
     token_file: PathBuf,
@@ -119,7 +123,7 @@ fn main() -> Result<()> {
         Some(Command::Stat(t)) => {
             let token = read_token(&t.token_file)?;
             let mut out = Vec::new();
-            for ep in Endpoint::parse_list(&t.servers)? {
+            for ep in servers(&t)? {
                 let c = HostConn::connect(&ep, &token, random_key()?, Duration::from_secs(5))
                     .with_context(|| format!("connecting to {ep}"))?;
                 let mut s = c.stat()?;
@@ -133,7 +137,7 @@ fn main() -> Result<()> {
         }
         Some(Command::Power { target, state }) => {
             let token = read_token(&target.token_file)?;
-            for ep in Endpoint::parse_list(&target.servers)? {
+            for ep in servers(&target)? {
                 HostConn::connect(&ep, &token, random_key()?, Duration::from_secs(5))?
                     .set_power(state)
                     .with_context(|| format!("setting power state on {ep}"))?;
@@ -147,7 +151,7 @@ fn main() -> Result<()> {
             seq_passes,
         }) => {
             let cfg = ClientConfig {
-                endpoints: Endpoint::parse_list(&target.servers)?,
+                endpoints: servers(&target)?,
                 token: read_token(&target.token_file)?,
                 replicas: Some(1),
                 timeout: Duration::from_secs(10),
@@ -258,6 +262,32 @@ fn register(
         bail!("--etcd: this revenant-memd was built without the `etcd` feature");
     }
     Ok(None)
+}
+
+/// The servers a subcommand acts on: the static list, or etcd's current view.
+fn servers(t: &Target) -> Result<Vec<Endpoint>> {
+    if let Some(list) = &t.servers {
+        return Ok(Endpoint::parse_list(list)?);
+    }
+    let Some(urls) = &t.etcd else {
+        bail!("give --servers or --etcd")
+    };
+    from_etcd(urls)
+}
+
+#[cfg(feature = "etcd")]
+fn from_etcd(urls: &str) -> Result<Vec<Endpoint>> {
+    let urls: Vec<String> = urls.split(',').map(|u| u.trim().to_string()).collect();
+    let eps = revenant_remote_mem::directory::DirectoryWatch::start(&urls)?.endpoints();
+    if eps.is_empty() {
+        bail!("no memd registered in etcd");
+    }
+    Ok(eps)
+}
+
+#[cfg(not(feature = "etcd"))]
+fn from_etcd(_urls: &str) -> Result<Vec<Endpoint>> {
+    bail!("--etcd: this revenant-memd was built without the `etcd` feature")
 }
 
 fn read_token(path: &Path) -> Result<Vec<u8>> {

@@ -176,11 +176,11 @@ impl SlabStore {
         let size = self.limits.slab_size;
         {
             let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
-            if usage.0 + size > self.limits.capacity {
+            if usage.0.saturating_add(size) > self.limits.capacity {
                 return Err(Status::NoCapacity);
             }
             let mine = usage.1.entry(*owner).or_insert(0);
-            if *mine + size > self.limits.quota {
+            if mine.saturating_add(size) > self.limits.quota {
                 return Err(Status::QuotaExceeded);
             }
             *mine += size;
