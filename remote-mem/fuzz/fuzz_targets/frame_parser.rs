@@ -23,7 +23,12 @@ fuzz_target!(|data: &[u8]| {
     // authenticated request loop without having to guess the token.
     let mut stream = Vec::with_capacity(data.len() + 64);
     if data.first().is_some_and(|b| b & 1 == 1) {
-        let body = Hello { version: VERSION, client_key: [7; 16], token: TOKEN.to_vec() }.encode();
+        let body = Hello {
+            version: VERSION,
+            client_key: [7; 16],
+            token: TOKEN.to_vec(),
+        }
+        .encode();
         let mut h = Header::request(Opcode::Hello, 1, 0, 0, 0);
         h.body_len = body.len() as u32;
         stream.extend_from_slice(&h.encode());
@@ -32,6 +37,13 @@ fuzz_target!(|data: &[u8]| {
         stream.extend_from_slice(&Header::request(Opcode::Alloc, 2, 0, 0, 0).encode());
     }
     stream.extend_from_slice(data.get(1..).unwrap_or(&[]));
-    let store = SlabStore::new(Limits { slab_size: 64 << 10, capacity: 1 << 20, quota: 1 << 20 }, PowerState::S0);
+    let store = SlabStore::new(
+        Limits {
+            slab_size: 64 << 10,
+            capacity: 1 << 20,
+            quota: 1 << 20,
+        },
+        PowerState::S0,
+    );
     let _ = serve_stream(&stream[..], std::io::sink(), &store, TOKEN, || {});
 });

@@ -52,7 +52,10 @@ impl Memd {
             .args(extra)
             // The malformed-frame test makes memd log 1,000 warnings; set
             // MEMD_TEST_LOG=warn to see them.
-            .env("RUST_LOG", std::env::var("MEMD_TEST_LOG").unwrap_or_else(|_| "error".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("MEMD_TEST_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
