@@ -4,15 +4,7 @@
 //! Event Device, the CPU hot-plug container ([`super::cpu_hotplug`]) and, if asked for, the
 //! VMGenID device. The root holds the `\_S3_`, `\_S4_`, `\_S5_` sleep packages.
 //!
-//! # Generic Event Device
-//! `\_SB_.GED_` (ACPI0013) owns interrupt [`platform::GED_IRQ`] (level, active high) and a
-//! 32-bit event register at [`platform::GED_MMIO_BASE`]. When the interrupt fires the OS
-//! runs `_EVT`, which reads the register once and handles every bit set in it:
-//! [`platform::GED_EVENT_CPU_HOTPLUG`] calls `\_SB_.CPUS.CSCN`,
-//! [`platform::GED_EVENT_POWER_BUTTON`] sends `Notify (\_SB_.PWRB, 0x80)`. The device should
-//! clear the bits it returns on that read and lower the interrupt, as the AML never writes
-//! the register. [`platform::GED_EVENT_MEMORY_HOTPLUG`] has no handler: memory is resized
-//! with virtio-mem, which needs no ACPI device.
+//! The Generic Event Device's contract with the VMM is in the parent module's documentation.
 
 use acpi_tables::aml::{
     And, Device, EISAName, Equal, Field, FieldAccessType, FieldEntry, FieldLockRule,

@@ -3,6 +3,11 @@
 //! The platform is HW-reduced (no PM1/GPE blocks, no SCI): sleep goes through the FADT's
 //! sleep control/status registers and reset through the reset register, all single-byte I/O
 //! ports from [`crate::platform`].
+//!
+//! The FACS is still provided at its fixed address, but ACPICA (and so Linux) does not use a
+//! FACS on HW-reduced platforms (`AcpiTbInitializeFacs`): a Linux guest never writes a
+//! firmware waking vector there, so resuming from S3/Sz must not depend on one. Tiny test
+//! guests may still use it.
 
 use acpi_tables::fadt::{FADTBuilder, Flags};
 use acpi_tables::gas::{AccessSize, AddressSpace, GAS};

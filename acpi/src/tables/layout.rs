@@ -68,3 +68,33 @@ impl Placer {
 fn align_up(addr: u64) -> u64 {
     addr.div_ceil(ALIGN) * ALIGN
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_table_follows_the_facs() {
+        let mut placer = Placer::new();
+        assert_eq!(placer.place("XSDT", 52), Ok(platform::FACS_ADDR + FACS_LEN));
+    }
+
+    #[test]
+    fn a_table_that_would_cover_the_vmgenid_buffer_goes_after_it() {
+        let mut placer = Placer::new();
+        let before = (platform::VMGENID_ADDR - (platform::FACS_ADDR + FACS_LEN)) as usize;
+        // Fills the space up to 16 bytes before the buffer; the next 32 bytes cannot fit there.
+        placer.place("A", before - 16).unwrap();
+        let addr = placer.place("B", 32).unwrap();
+        assert_eq!(addr, platform::VMGENID_ADDR + VMGENID_LEN);
+        assert_eq!(
+            placer.place("C", (platform::ACPI_AREA_END - addr) as usize),
+            Err(TablesError::DoesNotFit {
+                signature: "C".to_string(),
+                len: (platform::ACPI_AREA_END - addr) as usize
+            })
+        );
+        let last = (platform::ACPI_AREA_END - addr - 32) as usize;
+        assert_eq!(placer.place("D", last), Ok(addr + 32));
+    }
+}

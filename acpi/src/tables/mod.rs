@@ -9,6 +9,25 @@
 //! - `dsdt`: the AML namespace (virtio-mmio, COM1, GED, power button, sleep states, VMGenID).
 //! - [`cpu_hotplug`]: the CPU hotplug container's AML and the register layout of the
 //!   controller the VMM implements for it.
+//!
+//! # What the VMM's devices must do
+//! - Sleep/reset (FADT): the guest writes `SLP_TYP << 2 | SLP_EN` (one byte) to
+//!   [`platform::SLEEP_CONTROL_PORT`], with SLP_TYP from the DSDT's `\_S3_` / `\_S4_` /
+//!   `\_S5_` ([`platform::SLP_TYP_S3`], [`platform::SLP_TYP_S4`], [`platform::SLP_TYP_S5`]),
+//!   and [`platform::RESET_VALUE`] to [`platform::RESET_PORT`] to reset.
+//! - Generic Event Device `\_SB_.GED_` (ACPI0013): interrupt [`platform::GED_IRQ`] (IOAPIC
+//!   pin, level, active high) and a 32-bit event register at [`platform::GED_MMIO_BASE`].
+//!   When the interrupt fires the OS runs `_EVT`, which reads the register once (a DWord
+//!   read) and handles every bit set in it: [`platform::GED_EVENT_CPU_HOTPLUG`] calls
+//!   `\_SB_.CPUS.CSCN`, [`platform::GED_EVENT_POWER_BUTTON`] sends
+//!   `Notify (\_SB_.PWRB, 0x80)`. The AML never writes the register, so the device should
+//!   clear the bits it returns on that read and lower the interrupt.
+//!   [`platform::GED_EVENT_MEMORY_HOTPLUG`] has no handler: memory is resized with virtio-mem,
+//!   which needs no ACPI device.
+//! - CPU hot-plug controller: see [`cpu_hotplug`].
+//! - VMGenID (`\_SB_.VGEN`, `_CID` "VM_Gen_Counter"): the 16-byte generation ID lives at
+//!   [`platform::VMGENID_ADDR`]; after changing it the VMM should make the guest see
+//!   `Notify (\_SB_.VGEN, 0x80)` (no GED bit is assigned for that yet).
 
 pub mod cpu_hotplug;
 mod dsdt;
