@@ -1,6 +1,8 @@
 //! The ACPI tables as ACPICA's disassembler (`iasl -d`, Debian package `acpica-tools`) reads
 //! them: every table must disassemble without errors or warnings, and the DSDT of a fixed
-//! configuration must match the golden file (`REVENANT_BLESS=1` rewrites it).
+//! configuration must match the golden file (`REVENANT_BLESS=1` rewrites it). ACPICA's
+//! interpreter (`acpiexec`) then runs the methods an OS calls (sleep packages, `_STA`, `_MAT`,
+//! the GED's `_EVT` into the CPU scan and the power button) and must raise no exception.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -256,4 +258,194 @@ fn dsdt_matches_golden_disassembly() {
         dsl, expected,
         "DSDT disassembly differs from {GOLDEN_DSDT}; if the change is intended, rerun with REVENANT_BLESS=1"
     );
+}
+
+/// Runs ACPICA's AML interpreter (`acpiexec`, also from acpica-tools) in batch mode over the
+/// tables of `config` (our FADT, MADT, FACS, XSDT and DSDT; acpiexec makes its own RSDP),
+/// after storing `init` values into named objects, and returns its output split into one
+/// block per `evaluate` command, keyed by the path evaluated. acpiexec backs SystemMemory
+/// regions with plain memory, so a field reads what was last written to it.
+fn acpiexec(config: &AcpiConfig, init: &[(&str, u64)], paths: &[&str]) -> Vec<(String, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    write_tables(config, dir.path());
+    let init_file = dir.path().join("init.txt");
+    let init_text: String = init
+        .iter()
+        .map(|(name, value)| format!("{name} {value:#x}\n"))
+        .collect();
+    std::fs::write(&init_file, init_text).unwrap();
+    let commands: Vec<String> = paths.iter().map(|p| format!("evaluate {p}")).collect();
+    let out = Command::new("acpiexec")
+        .current_dir(dir.path())
+        .arg("-fi")
+        .arg(&init_file)
+        .arg("-b")
+        .arg(commands.join("; "))
+        .args(["FACP.dat", "APIC.dat", "FACS.dat", "XSDT.dat", "DSDT.dat"])
+        .output()
+        .expect("run acpiexec");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "acpiexec failed:\n{text}");
+    let problems = problems(&text);
+    assert!(
+        problems.is_empty(),
+        "acpiexec reported {problems:?}:\n{text}"
+    );
+    // ACPICA exceptions (AE_NOT_FOUND, AE_AML_...) mean a method failed at run time.
+    assert!(
+        !text.contains("AE_"),
+        "acpiexec raised an exception:\n{text}"
+    );
+    let blocks: Vec<(String, String)> = text
+        .split("\nEvaluating ")
+        .skip(1)
+        .map(|block| {
+            let (path, rest) = block.split_once('\n').unwrap_or((block, ""));
+            (path.trim().to_string(), rest.to_string())
+        })
+        .collect();
+    let evaluated: Vec<&str> = blocks.iter().map(|(p, _)| p.as_str()).collect();
+    // A command may carry arguments after the path ("\\_SB.GED._EVT 23").
+    let wanted: Vec<&str> = paths
+        .iter()
+        .filter_map(|p| p.split_whitespace().next())
+        .collect();
+    assert_eq!(evaluated, wanted, "every path evaluated once:\n{text}");
+    blocks
+}
+
+fn acpiexec_available() -> bool {
+    match Command::new("acpiexec").arg("-v").output() {
+        Ok(_) => true,
+        Err(e) => {
+            skip(&format!(
+                "acpiexec not runnable ({e}); install Debian package acpica-tools"
+            ));
+            false
+        }
+    }
+}
+
+#[test]
+fn acpiexec_evaluates_sleep_states_vmgenid_and_cpu_objects() {
+    if !acpiexec_available() {
+        return;
+    }
+    let paths = [
+        "\\_S3",
+        "\\_S4",
+        "\\_S5",
+        "\\_SB.VGEN.ADDR",
+        "\\_SB.CPUS.C001._MAT",
+        "\\_SB.CPUS.C005._STA",
+    ];
+    let blocks = acpiexec(&four_of_eight(), &[], &paths);
+    for (block, slp_typ) in blocks.iter().take(3).zip([
+        revenant_acpi::platform::SLP_TYP_S3,
+        revenant_acpi::platform::SLP_TYP_S4,
+        revenant_acpi::platform::SLP_TYP_S5,
+    ]) {
+        let expected = format!("[Integer] = {slp_typ:016X}");
+        assert!(block.1.contains("Contains 4 Elements"), "{block:?}");
+        assert!(block.1.contains(&expected), "{block:?} wants {expected}");
+    }
+    let vmgenid = format!("[Integer] = {:016X}", revenant_acpi::platform::VMGENID_ADDR);
+    assert!(blocks[3].1.contains(&vmgenid), "{:?}", blocks[3]);
+    // No vCPU is enabled in the controller's (zeroed) registers: the entry is online capable.
+    assert!(
+        blocks[4].1.contains("00 08 01 01 02 00 00 00"),
+        "{:?}",
+        blocks[4]
+    );
+    assert!(
+        blocks[5].1.contains("[Integer] = 0000000000000000"),
+        "{:?}",
+        blocks[5]
+    );
+
+    let paths = ["\\_SB.CPUS.C001._MAT", "\\_SB.CPUS.C005._STA"];
+    let blocks = acpiexec(&four_of_eight(), &[("\\_SB.CPUS.CPEN", 1)], &paths);
+    assert!(
+        blocks[0].1.contains("00 08 01 01 01 00 00 00"),
+        "{:?}",
+        blocks[0]
+    );
+    assert!(
+        blocks[1].1.contains("[Integer] = 000000000000000F"),
+        "{:?}",
+        blocks[1]
+    );
+}
+
+/// The `Notify` lines acpiexec printed for `device` with `value`.
+fn notified(block: &str, device: &str, value: u8) -> bool {
+    block.lines().any(|l| {
+        l.contains(&format!("Notify on [{device}]")) && l.contains(&format!("Value 0x{value:02X}"))
+    })
+}
+
+#[test]
+fn acpiexec_runs_ged_events_into_hotplug_scan_and_power_button() {
+    if !acpiexec_available() {
+        return;
+    }
+    let evt = ["\\_SB.GED._EVT 23"];
+    let cpu_and_button = platform_bits(true, true);
+    let blocks = acpiexec(
+        &four_of_eight(),
+        &[("\\_SB.CPUS.CINS", 1), ("\\_SB.GED.GDAT", cpu_and_button)],
+        &evt,
+    );
+    let block = &blocks[0].1;
+    // acpiexec's registers are plain memory, so every vCPU reads as inserting.
+    for cpu in 0..8 {
+        assert!(
+            notified(block, &format!("C{cpu:03X}"), 1),
+            "C{cpu:03X} device check:\n{block}"
+        );
+    }
+    assert!(notified(block, "PWRB", 0x80), "{block}");
+
+    let blocks = acpiexec(
+        &four_of_eight(),
+        &[
+            ("\\_SB.CPUS.CRMV", 1),
+            ("\\_SB.GED.GDAT", platform_bits(true, false)),
+        ],
+        &evt,
+    );
+    let block = &blocks[0].1;
+    assert!(notified(block, "C007", 3), "eject request:\n{block}");
+    assert!(!notified(block, "PWRB", 0x80), "{block}");
+
+    let blocks = acpiexec(
+        &four_of_eight(),
+        &[
+            ("\\_SB.CPUS.CINS", 1),
+            ("\\_SB.GED.GDAT", platform_bits(false, true)),
+        ],
+        &evt,
+    );
+    let block = &blocks[0].1;
+    assert!(notified(block, "PWRB", 0x80), "{block}");
+    assert!(
+        !block.contains("[C000]"),
+        "no CPU scan without the CPU bit:\n{block}"
+    );
+}
+
+fn platform_bits(cpu: bool, button: bool) -> u64 {
+    use revenant_acpi::platform::{GED_EVENT_CPU_HOTPLUG, GED_EVENT_POWER_BUTTON};
+    let mut bits = 0;
+    if cpu {
+        bits |= GED_EVENT_CPU_HOTPLUG;
+    }
+    if button {
+        bits |= GED_EVENT_POWER_BUTTON;
+    }
+    u64::from(bits)
 }
