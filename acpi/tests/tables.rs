@@ -204,6 +204,10 @@ fn problem_filter_catches_errors_and_warnings_but_not_remarks() {
     assert!(problems("Remark   2120 -  Control Method should be made Serialized").is_empty());
     assert_eq!(problems("Warning  3144 - Invalid").len(), 1);
     assert_eq!(
+        problems("Firmware Warning (ACPI): Incorrect checksum in table [APIC] - 0x98").len(),
+        1
+    );
+    assert_eq!(
         problems("DSDT.dsl     12: Error    6126 - syntax error").len(),
         1
     );
