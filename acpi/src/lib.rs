@@ -3,11 +3,14 @@
 //! - [`platform`]: guest-visible ports, addresses and values the tables and the VMM share.
 //! - [`power`]: per-host power states, the power profile (watts and transition latencies) and energy
 //!   accounting.
+//! - [`tables`]: the ACPI tables (RSDP, XSDT, FADT, FACS, MADT, DSDT) the VMM puts in guest
+//!   memory.
 //! - [`sim`]: the datacenter energy simulator behind the `revenant-sim` binary.
 
 pub mod platform;
 pub mod power;
 pub mod sim;
+pub mod tables;
 
 /// Errors of the `revenant-acpi` crate.
 #[derive(Debug, thiserror::Error)]
