@@ -57,6 +57,17 @@ pub struct Cli {
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub cpus: u32,
 
+    /// Most vCPUs the VM may have after hot-plug (default: --cpus); the extra ones are in the
+    /// ACPI tables as present but disabled. Example: --max-cpus 8
+    #[arg(long, value_name = "N")]
+    pub max_cpus: Option<u32>,
+
+    /// Write the ACPI tables a VM with these flags would get into DIR as <SIGNATURE>.dat
+    /// files (inspect with `iasl -d DIR/DSDT.dat`) and exit.
+    /// Example: --dump-acpi /tmp/acpi --cpus 2 --max-cpus 8
+    #[arg(long, value_name = "DIR", conflicts_with = "api_socket")]
+    pub dump_acpi: Option<PathBuf>,
+
     /// Guest RAM with an optional K/M/G suffix (binary units). Example: --memory 256M
     #[arg(long, default_value = "256M", value_parser = parse_size, value_name = "SIZE")]
     pub memory: u64,
@@ -105,7 +116,7 @@ impl Cli {
         VmConfig {
             cpus: CpusConfig {
                 boot_vcpus: self.cpus,
-                max_vcpus: self.cpus,
+                max_vcpus: self.max_cpus.unwrap_or(self.cpus),
             },
             memory: MemoryConfig {
                 size: self.memory,

@@ -67,6 +67,15 @@ fn run(cli: Cli) -> Result<i32> {
         return Ok(0);
     }
 
+    if let Some(dir) = &cli.dump_acpi {
+        let config = cli.vm_config();
+        config.validate()?;
+        let tables = revenant_vmm::boot::acpi::tables_for(&config)?;
+        let names = revenant_vmm::boot::acpi::dump(&tables, dir)
+            .with_context(|| format!("cannot write to {}", dir.display()))?;
+        println!("wrote {} to {}", names.join(", "), dir.display());
+        return Ok(0);
+    }
     if cli.kernel.is_none() && cli.test_guest.is_none() {
         anyhow::bail!("nothing to run: give --kernel or --test-guest to boot, or --api-socket to wait for API calls (see --help)");
     }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::boot::cpuid::{CpuProfile, PVM_SAFE_LINUX_CMDLINE};
-use crate::boot::{linux, test_guest};
+use crate::boot::{acpi, linux, test_guest};
 use crate::config::{ConfigError, ConsoleMode, Payload, VmConfig};
 use revenant_acpi::platform::{ACPI_PORTS_LEN, FACS_ADDR, SLEEP_CONTROL_PORT};
 use vm_memory::{Bytes, GuestAddress};
@@ -40,6 +40,8 @@ pub enum VmError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Memory(#[from] MemoryError),
+    #[error(transparent)]
+    Acpi(#[from] acpi::AcpiError),
     #[error(transparent)]
     Kvm(#[from] VmFdError),
     #[error(transparent)]
@@ -120,6 +122,8 @@ impl Vm {
         timer.stage("KVM VM created");
 
         let cpu_profile = config.cpu_profile.resolve();
+        let rsdp = acpi::write_tables(&memory, &acpi::tables_for(config)?)?;
+        timer.stage("ACPI tables written");
         let entry = match &payload {
             Payload::Linux {
                 kernel,
@@ -127,7 +131,7 @@ impl Vm {
                 cmdline,
             } => {
                 let cmdline = linux_cmdline(cmdline, cpu_profile);
-                linux::load(&memory, kernel, *initramfs, &cmdline)
+                linux::load(&memory, kernel, *initramfs, &cmdline, rsdp)
                     .map_err(|e| ConfigError::new("payload.kernel", e.to_string()))?
             }
             Payload::TestGuest(t) => test_guest::load(&memory, &t.path, t.mode)

@@ -74,3 +74,52 @@ fn zero_vcpus_are_refused() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cpus.boot_vcpus"));
 }
+
+#[test]
+fn dump_acpi_writes_tables_that_iasl_decompiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = revenant(&[
+        "--dump-acpi",
+        dir.path().to_str().unwrap(),
+        "--cpus",
+        "2",
+        "--max-cpus",
+        "4",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for sig in ["RSDP", "XSDT", "FACP", "APIC", "DSDT", "FACS"] {
+        assert!(
+            dir.path().join(format!("{sig}.dat")).is_file(),
+            "{sig}.dat missing"
+        );
+    }
+    let iasl = Command::new("iasl").arg("-v").output();
+    if iasl.is_err() {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIP: dump_acpi_writes_tables_that_iasl_decompiles: iasl not installed (scripts/setup installs acpica-tools)");
+        return;
+    }
+    let out = Command::new("iasl")
+        .arg("-d")
+        .arg(dir.path().join("DSDT.dat"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let dsl = std::fs::read_to_string(dir.path().join("DSDT.dsl")).unwrap();
+    // Four possible CPUs, two enabled at boot: the hotplug container lists all four.
+    for cpu in ["C000", "C001", "C002", "C003"] {
+        assert!(dsl.contains(cpu), "DSDT lacks CPU {cpu}");
+    }
+    assert!(
+        dsl.contains("_S5_") && dsl.contains("ACPI0013"),
+        "DSDT lacks sleep states or the GED"
+    );
+}

@@ -74,6 +74,7 @@ pub fn load(
     kernel: &Path,
     initramfs: Option<&Path>,
     cmdline: &str,
+    rsdp_addr: u64,
 ) -> Result<EntryPoint, LinuxBootError> {
     let path = kernel.display().to_string();
     let mut file = File::open(kernel).map_err(|source| LinuxBootError::OpenKernel {
@@ -94,14 +95,14 @@ pub fn load(
 
     match loaded.pvh_boot_cap {
         PvhBootCapability::PvhEntryPresent(entry) if is_elf => {
-            write_pvh_start_info(mem, initramfs.as_ref())?;
+            write_pvh_start_info(mem, initramfs.as_ref(), rsdp_addr)?;
             Ok(EntryPoint::Pvh {
                 entry: entry.0,
                 start_info: PVH_INFO_ADDR,
             })
         }
         _ => {
-            write_boot_params(mem, &loaded, initramfs.as_ref(), cmdline_len)?;
+            write_boot_params(mem, &loaded, initramfs.as_ref(), cmdline_len, rsdp_addr)?;
             let entry = if is_elf {
                 loaded.kernel_load.0
             } else {
@@ -159,6 +160,7 @@ fn write_cmdline(mem: &GuestMemoryMmap, cmdline: &str) -> Result<usize, LinuxBoo
 fn write_pvh_start_info(
     mem: &GuestMemoryMmap,
     initramfs: Option<&Initramfs>,
+    rsdp_addr: u64,
 ) -> Result<(), LinuxBootError> {
     let map: Vec<hvm_memmap_table_entry> = memory_map(mem)
         .into_iter()
@@ -179,6 +181,7 @@ fn write_pvh_start_info(
         modlist_paddr: if initramfs.is_some() { modlist_addr } else { 0 },
         memmap_paddr: memmap_addr,
         memmap_entries: map.len() as u32,
+        rsdp_paddr: rsdp_addr,
         ..Default::default()
     };
     let mut params = BootParams::new(&start_info, GuestAddress(PVH_INFO_ADDR));
@@ -200,6 +203,7 @@ fn write_boot_params(
     loaded: &KernelLoaderResult,
     initramfs: Option<&Initramfs>,
     cmdline_len: usize,
+    rsdp_addr: u64,
 ) -> Result<(), LinuxBootError> {
     let mut params = boot_params::default();
     if let Some(hdr) = loaded.setup_header {
@@ -210,6 +214,7 @@ fn write_boot_params(
         params.hdr.kernel_alignment = KERNEL_MIN_ALIGNMENT;
     }
     params.hdr.type_of_loader = KERNEL_LOADER_OTHER;
+    params.acpi_rsdp_addr = rsdp_addr;
     params.hdr.cmd_line_ptr = CMDLINE_ADDR as u32;
     params.hdr.cmdline_size = cmdline_len as u32;
     if let Some(i) = initramfs {

@@ -1,5 +1,6 @@
 //! Putting a guest into memory and choosing the state the boot vCPU starts in.
 
+pub mod acpi;
 pub mod cpuid;
 pub mod entry;
 pub mod gdt;
