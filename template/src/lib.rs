@@ -1,1 +1,10 @@
 //! Snapshot/template format, copy-on-write fork and resize plans.
+//!
+//! A template is a directory holding a state file (versioned, checksummed, see [`state_file`])
+//! and a sparse memory file (see [`memory_file`]). Restore maps the memory file copy-on-write
+//! (see [`memory_map`]) so that all clones share the template's untouched pages.
+
+mod atomic_file;
+pub mod state_file;
+
+pub use state_file::{read_state, write_state, Durability, StateFileError};
