@@ -5,6 +5,14 @@
 //! (see [`memory_map`]) so that all clones share the template's untouched pages.
 
 mod atomic_file;
+pub mod memory_file;
+pub mod memory_map;
+mod pagemap;
 pub mod state_file;
 
+pub use memory_file::{
+    host_page_size, save_memory, GuestRegionRef, MemoryFileError, MemoryLayout, MemoryRegionEntry,
+    PageScan, SaveOptions,
+};
+pub use memory_map::{map_memory, GuestMemoryMapping, MapError, MappedRegion, RestoreMode};
 pub use state_file::{read_state, write_state, Durability, StateFileError};
