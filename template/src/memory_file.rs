@@ -7,6 +7,7 @@
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -87,6 +88,10 @@ pub struct SaveOptions {
     pub scan: PageScan,
     /// fsync the memory file and its directory before returning (not useful on tmpfs).
     pub sync: bool,
+    /// Threads that copy pages into the file (0 and 1 both mean the calling thread only). Worth
+    /// it for guests with tens of MiB of data on hosts with idle cores: the copy into the page
+    /// cache is CPU bound.
+    pub threads: usize,
 }
 
 impl Default for SaveOptions {
@@ -94,6 +99,7 @@ impl Default for SaveOptions {
         Self {
             scan: PageScan::Pagemap,
             sync: false,
+            threads: 1,
         }
     }
 }
@@ -175,14 +181,12 @@ pub fn save_memory(
     let written = (|| {
         // Sizing first makes every page we don't write a hole.
         file.set_len(file_len).map_err(io_err("set length"))?;
-        let mut data_bytes = 0;
-        for (r, e) in regions.iter().zip(&entries) {
-            data_bytes += write_region(&file, r.data, e.file_offset, page_size, pagemap.as_ref())
-                .map_err(|err| match err {
+        let pieces = split_into_pieces(regions, &entries, opts.threads.max(1));
+        let data_bytes = write_pieces(&file, &pieces, page_size, pagemap.as_ref(), opts.threads)
+            .map_err(|err| match err {
                 RegionWriteError::Pagemap(e) => MemoryFileError::Pagemap(e),
                 RegionWriteError::Write(e) => io_err("write")(e),
             })?;
-        }
         Ok(data_bytes)
     })();
     let data_bytes = match written {
@@ -198,6 +202,70 @@ pub fn save_memory(
         file_len,
         regions: entries,
         data_bytes,
+    })
+}
+
+/// A slice of guest memory and where it goes in the file: the unit of work of one thread.
+struct Piece<'a> {
+    data: &'a [u8],
+    file_offset: u64,
+}
+
+/// Smallest piece worth a thread of its own: below this, thread start-up dominates.
+const MIN_PIECE: usize = 8 << 20;
+
+/// Cuts the regions into about `threads` pieces of similar size (2 MiB multiples, so pieces
+/// keep huge page boundaries), never smaller than [`MIN_PIECE`].
+fn split_into_pieces<'a>(
+    regions: &[GuestRegionRef<'a>],
+    entries: &[MemoryRegionEntry],
+    threads: usize,
+) -> Vec<Piece<'a>> {
+    let total: usize = regions.iter().map(|r| r.data.len()).sum();
+    let target = (total / threads)
+        .max(MIN_PIECE)
+        .next_multiple_of(REGION_FILE_ALIGN as usize);
+    let mut pieces = Vec::new();
+    for (r, e) in regions.iter().zip(entries) {
+        for (i, data) in r.data.chunks(target).enumerate() {
+            pieces.push(Piece {
+                data,
+                file_offset: e.file_offset + (i * target) as u64,
+            });
+        }
+    }
+    pieces
+}
+
+/// Writes all pieces, on up to `threads` threads; returns the bytes written.
+fn write_pieces(
+    file: &File,
+    pieces: &[Piece<'_>],
+    page_size: usize,
+    pagemap: Option<&Pagemap>,
+    threads: usize,
+) -> Result<u64, RegionWriteError> {
+    let write = |p: &Piece<'_>| write_region(file, p.data, p.file_offset, page_size, pagemap);
+    let threads = threads.min(pieces.len());
+    if threads <= 1 {
+        return pieces.iter().map(write).sum();
+    }
+    let next = AtomicUsize::new(0);
+    let worker = || -> Result<u64, RegionWriteError> {
+        let mut bytes = 0;
+        while let Some(p) = pieces.get(next.fetch_add(1, Ordering::Relaxed)) {
+            bytes += write(p)?;
+        }
+        Ok(bytes)
+    };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (1..threads).map(|_| s.spawn(worker)).collect();
+        let mut total = worker()?;
+        for h in handles {
+            // A worker only panics if write_region has a bug; surface it rather than hide it.
+            total += h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))?;
+        }
+        Ok(total)
     })
 }
 

@@ -68,7 +68,10 @@ fn two_region_guest() -> Vec<MappedRegion> {
 
 fn save(regions: &[MappedRegion], dir: &Path, scan: PageScan) -> (PathBuf, MemoryLayout) {
     let path = dir.join("memory.bin");
-    let opts = SaveOptions { scan, sync: false };
+    let opts = SaveOptions {
+        scan,
+        ..SaveOptions::default()
+    };
     let layout = save_memory(&refs(regions), &path, &opts).unwrap();
     (path, layout)
 }
@@ -138,14 +141,22 @@ fn save_writes_only_data_pages_into_a_sparse_file() {
 }
 
 #[test]
-fn all_pages_scan_writes_the_same_file_as_pagemap_scan() {
+fn all_pages_scan_and_threaded_save_write_the_same_file_as_pagemap_scan() {
     let dir = template_dir();
     let regions = two_region_guest();
     let (path, layout) = save(&regions, dir.path(), PageScan::Pagemap);
     let first = fs::read(&path).unwrap();
     let (path, layout2) = save(&regions, dir.path(), PageScan::AllPages);
     assert_eq!(layout, layout2);
-    assert_eq!(fs::read(&path).unwrap(), first);
+    assert!(fs::read(&path).unwrap() == first);
+    // Several writer threads (one piece per region here) produce the same file too.
+    let opts = SaveOptions {
+        threads: 3,
+        ..SaveOptions::default()
+    };
+    let layout3 = save_memory(&refs(&regions), &path, &opts).unwrap();
+    assert_eq!(layout, layout3);
+    assert!(fs::read(&path).unwrap() == first);
 }
 
 #[test]
