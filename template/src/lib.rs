@@ -9,6 +9,7 @@ pub mod memory_file;
 pub mod memory_map;
 mod pagemap;
 pub mod state_file;
+pub mod template_dir;
 
 pub use memory_file::{
     host_page_size, save_memory, GuestRegionRef, MemoryFileError, MemoryLayout, MemoryRegionEntry,
@@ -16,3 +17,7 @@ pub use memory_file::{
 };
 pub use memory_map::{map_memory, GuestMemoryMapping, MapError, MappedRegion, RestoreMode};
 pub use state_file::{read_state, write_state, Durability, StateFileError};
+pub use template_dir::{
+    open_template, save_template, template_dir_from_url, SnapshotOptions, Template, TemplateError,
+    TemplateManifest, MEMORY_FILE_NAME, STATE_FILE_NAME,
+};

@@ -100,6 +100,9 @@ pub enum StateFileError {
         #[source]
         source: postcard::Error,
     },
+    /// The payload decodes as the requested type with bytes to spare: it holds another type.
+    #[error("state file {path}: payload has {extra} bytes left over after decoding: it holds a different state type")]
+    PayloadNotConsumed { path: PathBuf, extra: u64 },
     /// The state could not be encoded (a type that postcard cannot represent).
     #[error("state file {path}: state does not encode: {source}")]
     Encode {
@@ -185,10 +188,20 @@ pub fn read_state<S: DeserializeOwned>(path: &Path) -> Result<S, StateFileError>
         source,
     })?;
     let payload = verified_payload(path, &bytes)?;
-    postcard::from_bytes(payload).map_err(|source| StateFileError::Decode {
-        path: path.to_path_buf(),
-        source,
-    })
+    let (state, rest) =
+        postcard::take_from_bytes(payload).map_err(|source| StateFileError::Decode {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    // postcard stops when the type is complete; bytes left over mean the file holds a
+    // different (larger) type than the one asked for.
+    if !rest.is_empty() {
+        return Err(StateFileError::PayloadNotConsumed {
+            path: path.to_path_buf(),
+            extra: rest.len() as u64,
+        });
+    }
+    Ok(state)
 }
 
 /// Returns the payload of a state file image after checking everything but its decoding.
@@ -471,6 +484,21 @@ mod tests {
         assert!(matches!(
             read_state::<Other>(&path),
             Err(StateFileError::Decode { .. })
+        ));
+    }
+
+    #[test]
+    fn smaller_type_than_saved_is_refused() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Prefix {
+            regs: [u64; 18],
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = written(dir.path());
+        assert!(matches!(
+            read_state::<Prefix>(&path),
+            Err(StateFileError::PayloadNotConsumed { .. })
         ));
     }
 
