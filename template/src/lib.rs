@@ -7,6 +7,7 @@
 mod atomic_file;
 pub mod memory_file;
 pub mod memory_map;
+mod on_demand;
 mod pagemap;
 pub mod state_file;
 pub mod template_dir;

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 
 use crate::memory_file::{host_page_size, MemoryLayout};
+use crate::on_demand::{OnDemandPager, PagedRange};
 
 /// How restored guest memory is backed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +22,10 @@ pub enum RestoreMode {
     Copy,
     /// `MAP_PRIVATE` of the memory file: no copy, pages shared until written.
     Cow,
+    /// Private anonymous memory registered with userfaultfd: each page is read from the file
+    /// on first touch (by a vCPU, the VMM or KVM). Needs userfaultfd permission (root,
+    /// CAP_SYS_PTRACE, access to /dev/userfaultfd, or vm.unprivileged_userfaultfd=1).
+    OnDemand,
 }
 
 /// Why the memory file could not be mapped.
@@ -39,6 +44,9 @@ pub enum MapError {
     /// The layout itself is inconsistent (crafted or from another host).
     #[error("memory layout is invalid: {0}")]
     InvalidLayout(String),
+    /// The userfaultfd for on-demand restore could not be set up (permission, kernel support).
+    #[error("on-demand restore: {0}")]
+    Userfaultfd(#[source] io::Error),
     /// Opening, inspecting or reading the file failed.
     #[error("memory file {path}: {op}: {source}")]
     Io {
@@ -178,7 +186,23 @@ impl Drop for MappedRegion {
 /// All regions of a restored guest, in layout order.
 #[derive(Debug)]
 pub struct GuestMemoryMapping {
-    pub regions: Vec<MappedRegion>,
+    // Declared before `regions` so it is dropped first: the fault thread must stop before the
+    // memory it fills is unmapped.
+    pager: Option<OnDemandPager>,
+    regions: Vec<MappedRegion>,
+}
+
+impl GuestMemoryMapping {
+    /// The mapped regions, in layout order.
+    pub fn regions(&self) -> &[MappedRegion] {
+        &self.regions
+    }
+
+    /// For [`RestoreMode::OnDemand`]: the first error the fault thread met (it then filled the
+    /// page with zeros rather than leave the guest blocked). `None` when all is well.
+    pub fn on_demand_error(&self) -> Option<String> {
+        self.pager.as_ref().and_then(|p| p.error())
+    }
 }
 
 impl MemoryLayout {
@@ -267,6 +291,7 @@ pub fn map_memory(
                 file.as_raw_fd(),
                 r.file_offset,
             )?,
+            RestoreMode::OnDemand => MappedRegion::anonymous(r.guest_addr, len)?,
             RestoreMode::Copy => {
                 let region = MappedRegion::anonymous(r.guest_addr, len)?;
                 // SAFETY: the mapping was just created and is not yet shared with anyone.
@@ -277,7 +302,24 @@ pub fn map_memory(
         };
         regions.push(region);
     }
-    Ok(GuestMemoryMapping { regions })
+    let pager = match mode {
+        RestoreMode::OnDemand => {
+            let ranges = regions
+                .iter()
+                .zip(&layout.regions)
+                .map(|(m, r)| PagedRange {
+                    host_addr: m.as_ptr() as usize,
+                    len: m.len(),
+                    file_offset: r.file_offset,
+                })
+                .collect();
+            let pager = OnDemandPager::start(file, ranges, host_page_size())
+                .map_err(MapError::Userfaultfd)?;
+            Some(pager)
+        }
+        RestoreMode::Copy | RestoreMode::Cow => None,
+    };
+    Ok(GuestMemoryMapping { pager, regions })
 }
 
 /// Reads the non-hole parts of `file[offset..offset + dst.len()]` into `dst`. Holes are left

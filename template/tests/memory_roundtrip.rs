@@ -5,8 +5,8 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use revenant_template::{
-    host_page_size, map_memory, save_memory, GuestRegionRef, MapError, MappedRegion,
-    MemoryFileError, MemoryLayout, PageScan, RestoreMode, SaveOptions,
+    host_page_size, map_memory, save_memory, GuestMemoryMapping, GuestRegionRef, MapError,
+    MappedRegion, MemoryFileError, MemoryLayout, PageScan, RestoreMode, SaveOptions,
 };
 
 /// Template directory on tmpfs when the host has one (that is where templates live), else /tmp.
@@ -166,8 +166,8 @@ fn cow_and_copy_restore_the_saved_bytes() {
     let (path, layout) = save(&regions, dir.path(), PageScan::Pagemap);
     for mode in [RestoreMode::Cow, RestoreMode::Copy] {
         let mapped = map_memory(&path, &layout, mode).unwrap();
-        assert_eq!(mapped.regions.len(), 2);
-        for (orig, back) in regions.iter().zip(&mapped.regions) {
+        assert_eq!(mapped.regions().len(), 2);
+        for (orig, back) in regions.iter().zip(mapped.regions()) {
             assert_eq!(back.guest_addr(), orig.guest_addr());
             assert_eq!(back.len(), orig.len());
             assert!(
@@ -187,7 +187,7 @@ fn copy_restore_allocates_only_the_data_pages() {
     let (path, layout) = save(&regions, dir.path(), PageScan::Pagemap);
     let mapped = map_memory(&path, &layout, RestoreMode::Copy).unwrap();
     // Region 0 has data in pages 0, 1, 5, 100, 2047; holes were not read, so not resident.
-    let flags = page_flags(&mapped.regions[0]);
+    let flags = page_flags(&mapped.regions()[0]);
     let resident: Vec<usize> = (0..flags.len()).filter(|&i| flags[i].present).collect();
     assert_eq!(resident, vec![0, 1, 5, 100, 2047]);
     assert_eq!(layout.data_bytes, 7 * ps);
@@ -203,7 +203,7 @@ fn cow_writes_stay_private_and_untouched_pages_are_shared() {
 
     let a = map_memory(&path, &layout, RestoreMode::Cow).unwrap();
     let b = map_memory(&path, &layout, RestoreMode::Cow).unwrap();
-    let (ra, rb) = (&a.regions[0], &b.regions[0]);
+    let (ra, rb) = (&a.regions()[0], &b.regions()[0]);
     // Reading every page of both clones maps the file's pages, it does not copy them.
     assert!(bytes(ra) == bytes(rb));
     assert_eq!(private_pages(ra), Vec::<usize>::new());
@@ -222,7 +222,7 @@ fn cow_writes_stay_private_and_untouched_pages_are_shared() {
     assert!(fs::read(&path).unwrap() == file_before);
     // A fresh clone sees the template, not clone A's write.
     let c = map_memory(&path, &layout, RestoreMode::Cow).unwrap();
-    assert_eq!(bytes(&c.regions[0])[5 * ps + 3], pattern(5, 3));
+    assert_eq!(bytes(&c.regions()[0])[5 * ps + 3], pattern(5, 3));
 }
 
 #[test]
@@ -235,7 +235,7 @@ fn resaving_over_a_mapped_template_leaves_live_clones_intact() {
     let other = vec![guest_ram(0, 16, &[0, 5], 1)];
     save(&other, dir.path(), PageScan::Pagemap);
     // The clone still reads the old template's page 100 (the new file is far shorter).
-    assert_eq!(bytes(&clone.regions[0])[100 * ps], pattern(100, 0));
+    assert_eq!(bytes(&clone.regions()[0])[100 * ps], pattern(100, 0));
 }
 
 #[test]
@@ -246,13 +246,13 @@ fn snapshot_of_a_cow_clone_needs_all_pages_scan() {
     let (path, layout) = save(&regions, dir.path(), PageScan::Pagemap);
     let clone = map_memory(&path, &layout, RestoreMode::Cow).unwrap();
     // SAFETY: the test owns the mapping.
-    let clone_mem = unsafe { clone.regions[0].as_mut_slice() };
+    let clone_mem = unsafe { clone.regions()[0].as_mut_slice() };
     clone_mem[9 * ps] = 0x5A;
 
     let sub = tempfile::tempdir_in(dir.path()).unwrap();
-    let (path2, layout2) = save(&clone.regions, sub.path(), PageScan::AllPages);
+    let (path2, layout2) = save(clone.regions(), sub.path(), PageScan::AllPages);
     let again = map_memory(&path2, &layout2, RestoreMode::Copy).unwrap();
-    let back = bytes(&again.regions[0]);
+    let back = bytes(&again.regions()[0]);
     assert_eq!(back[9 * ps], 0x5A);
     // Page 100 was never touched in the clone (not present in its page tables) yet holds data.
     assert_eq!(back[100 * ps + 1], pattern(100, 1));
@@ -333,4 +333,76 @@ fn unaligned_host_memory_is_refused() {
     .unwrap_err();
     assert!(matches!(err, MemoryFileError::Unaligned { .. }), "{err:?}");
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// OnDemand mapping, or None (with a SKIP line) where this process may not use userfaultfd.
+fn map_on_demand(path: &Path, layout: &MemoryLayout) -> Option<GuestMemoryMapping> {
+    match map_memory(path, layout, RestoreMode::OnDemand) {
+        Ok(m) => Some(m),
+        Err(MapError::Userfaultfd(e)) => {
+            eprintln!("SKIP: userfaultfd not available to this process: {e}");
+            None
+        }
+        Err(e) => panic!("OnDemand map failed: {e}"),
+    }
+}
+
+#[test]
+fn on_demand_restore_loads_pages_on_first_touch() {
+    let ps = host_page_size();
+    let dir = template_dir();
+    let regions = two_region_guest();
+    let (path, layout) = save(&regions, dir.path(), PageScan::Pagemap);
+    let file_before = fs::read(&path).unwrap();
+    let Some(mapped) = map_on_demand(&path, &layout) else {
+        return;
+    };
+    let r0 = &mapped.regions()[0];
+    // Nothing is loaded up front.
+    assert!(page_flags(r0).iter().all(|f| !f.present));
+
+    // A read of one byte loads exactly that page, with the template's bytes.
+    // SAFETY: reads of a test-owned mapping, served by the fault thread.
+    let byte = unsafe { std::ptr::read_volatile(r0.as_ptr().add(100 * ps + 9)) };
+    assert_eq!(byte, pattern(100, 9));
+    let present: Vec<usize> = page_flags(r0)
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.present)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(present, vec![100]);
+
+    // Whole contents (data pages, holes, the touched-but-zero page) match the source.
+    for (orig, back) in regions.iter().zip(mapped.regions()) {
+        assert!(
+            bytes(back) == bytes(orig),
+            "region {:#x}",
+            orig.guest_addr()
+        );
+    }
+    // Writes (first touch being a write included) stay private.
+    // SAFETY: test-owned mapping, no other access while the slice lives.
+    let r1 = unsafe { mapped.regions()[1].as_mut_slice() };
+    r1[3 * ps] ^= 0xFF;
+    r1[10 * ps] = 1;
+    assert!(fs::read(&path).unwrap() == file_before);
+    assert_eq!(mapped.on_demand_error(), None);
+    drop(mapped); // stops the fault thread, then unmaps
+}
+
+#[test]
+fn on_demand_pages_written_first_are_loaded_before_the_write() {
+    let ps = host_page_size();
+    let dir = template_dir();
+    let regions = two_region_guest();
+    let (path, layout) = save(&regions, dir.path(), PageScan::Pagemap);
+    let Some(mapped) = map_on_demand(&path, &layout) else {
+        return;
+    };
+    // SAFETY: test-owned mapping, no other access while the slice lives.
+    let r0 = unsafe { mapped.regions()[0].as_mut_slice() };
+    r0[5 * ps] = 0;
+    assert_eq!(r0[5 * ps + 1], pattern(5, 1));
+    assert_eq!(r0[5 * ps], 0);
 }

@@ -73,7 +73,7 @@ fn template_round_trips_state_config_and_memory() {
     assert!(t.manifest.created_unix_ms > 1_600_000_000_000);
     let mem = t.map_memory(RestoreMode::Cow).unwrap();
     // SAFETY: test-owned mappings, no concurrent writers.
-    assert!(unsafe { mem.regions[0].as_slice() == region.as_slice() });
+    assert!(unsafe { mem.regions()[0].as_slice() == region.as_slice() });
 }
 
 #[test]
@@ -92,7 +92,7 @@ fn memory_file_can_live_outside_the_template_dir() {
     assert_eq!(t.memory_path(), mem_path);
     let mem = t.map_memory(RestoreMode::Copy).unwrap();
     // SAFETY: test-owned mappings.
-    assert!(unsafe { mem.regions[0].as_slice() == region.as_slice() });
+    assert!(unsafe { mem.regions()[0].as_slice() == region.as_slice() });
 
     let relative = SnapshotOptions {
         memory_file: Some("guest.mem".into()),
@@ -211,9 +211,9 @@ fn snapshot_again_into_the_same_directory_replaces_the_template() {
     let mem = second.map_memory(RestoreMode::Cow).unwrap();
     // SAFETY: test-owned mappings.
     unsafe {
-        assert_eq!(mem.regions[0].as_slice()[0], b'B');
+        assert_eq!(mem.regions()[0].as_slice()[0], b'B');
         // The clone of the first template still sees the first template's memory.
-        assert_eq!(clone.regions[0].as_slice()[0], b'b');
+        assert_eq!(clone.regions()[0].as_slice()[0], b'b');
     }
 }
 
