@@ -17,6 +17,10 @@ use userfaultfd::{Event, Uffd, UffdBuilder};
 
 use crate::pagemap::is_zero;
 
+/// Pages filled per fault, starting at the faulting one: guests touch memory in runs, and
+/// one fault round trip (thread wake-up, pread, ioctl) costs far more than copying 64 KiB.
+const FAULT_AROUND_PAGES: usize = 16;
+
 /// A registered range: host address, length and where its bytes start in the memory file.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PagedRange {
@@ -64,7 +68,7 @@ impl OnDemandPager {
             file,
             ranges,
             page_size,
-            page: vec![0u8; page_size],
+            buf: vec![0u8; page_size * FAULT_AROUND_PAGES],
             error: Arc::clone(&error),
         };
         let thread = std::thread::Builder::new()
@@ -103,7 +107,7 @@ struct FaultServer {
     file: File,
     ranges: Vec<PagedRange>,
     page_size: usize,
-    page: Vec<u8>,
+    buf: Vec<u8>,
     error: Arc<Mutex<Option<String>>>,
 }
 
@@ -148,50 +152,75 @@ impl FaultServer {
         }
     }
 
-    /// Fills the page containing `addr`: UFFDIO_COPY of its bytes from the file, or
-    /// UFFDIO_ZEROPAGE (no memory allocated) when the page is zero in the file.
+    /// Fills the page containing `addr` and up to [`FAULT_AROUND_PAGES`] - 1 pages after it
+    /// (within the region): runs of data pages with UFFDIO_COPY, runs of zero pages with
+    /// UFFDIO_ZEROPAGE (no memory allocated).
     fn serve(&mut self, addr: usize) {
-        let page_addr = addr & !(self.page_size - 1);
+        let ps = self.page_size;
+        let page_addr = addr & !(ps - 1);
         let Some(range) = self
             .ranges
             .iter()
             .find(|r| page_addr >= r.host_addr && page_addr < r.host_addr + r.len)
+            .copied()
         else {
             return; // not ours: cannot happen for a registered range
         };
+        let pages = FAULT_AROUND_PAGES.min((range.host_addr + range.len - page_addr) / ps);
         let offset = range.file_offset + (page_addr - range.host_addr) as u64;
-        let dst = page_addr as *mut libc::c_void;
-        let filled = match self.file.read_exact_at(&mut self.page, offset) {
-            Ok(()) if is_zero(&self.page) => {
-                // SAFETY: dst is a page inside a range registered with this uffd; the kernel
-                // checks that it is still mapped and registered, and fills it atomically.
-                unsafe { self.uffd.zeropage(dst, self.page_size, true) }.map(|_| ())
+        let buf = &mut self.buf[..pages * ps];
+        if let Err(e) = self.file.read_exact_at(buf, offset) {
+            // Leaving the vCPU blocked forever is worse than a zero page; record why.
+            record(
+                &self.error,
+                format!("reading memory file at {offset:#x}: {e}"),
+            );
+            buf.fill(0);
+        }
+        let mut first = 0;
+        let mut served = false;
+        while first < pages {
+            let zero = is_zero(&buf[first * ps..(first + 1) * ps]);
+            let mut end = first + 1;
+            while end < pages && is_zero(&buf[end * ps..(end + 1) * ps]) == zero {
+                end += 1;
             }
-            Ok(()) => {
-                // SAFETY: as above; src is our own page-sized buffer, readable for the call.
+            let dst = (page_addr + first * ps) as *mut libc::c_void;
+            let len = (end - first) * ps;
+            let result = if zero {
+                // SAFETY: dst..dst+len lies in a range registered with this uffd; the kernel
+                // checks it is still mapped and registered and fills only missing pages.
+                unsafe { self.uffd.zeropage(dst, len, true) }
+            } else {
+                // SAFETY: as above; the source is our own buffer, readable for len bytes.
                 unsafe {
                     self.uffd
-                        .copy(self.page.as_ptr().cast(), dst, self.page_size, true)
+                        .copy(buf[first * ps..].as_ptr().cast(), dst, len, true)
                 }
-                .map(|_| ())
+            };
+            // A short or failed fill means a page in the run was already present (EEXIST:
+            // touched meanwhile or filled by an earlier fault-around): stop prefetching there.
+            if !matches!(result, Ok(n) if n == len) {
+                break;
             }
-            Err(e) => {
-                // Leaving the vCPU blocked forever is worse than a zero page; record why.
-                self.record(format!("reading memory file at {offset:#x}: {e}"));
-                // SAFETY: as above.
-                unsafe { self.uffd.zeropage(dst, self.page_size, true) }.map(|_| ())
-            }
-        };
-        if filled.is_err() {
-            // Typically EEXIST: another fault on the same page was served first. Make sure the
+            served = true;
+            first = end;
+        }
+        if !served {
+            // The faulting page itself may have been filled by someone else: make sure the
             // faulting thread is not left waiting.
-            let _ = self.uffd.wake(dst, self.page_size);
+            let _ = self.uffd.wake(page_addr as *mut libc::c_void, ps);
         }
     }
 
     fn record(&self, msg: String) {
-        if let Ok(mut e) = self.error.lock() {
-            e.get_or_insert(msg);
-        }
+        record(&self.error, msg);
+    }
+}
+
+/// Keeps the first error only: later ones are usually consequences of it.
+fn record(error: &Mutex<Option<String>>, msg: String) {
+    if let Ok(mut e) = error.lock() {
+        e.get_or_insert(msg);
     }
 }
