@@ -25,7 +25,7 @@ pub const MEMORY_FILE_NAME: &str = "memory.bin";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TemplateManifest {
     /// The memory file: a bare name is relative to the template directory; an absolute path
-    /// points elsewhere (memory on tmpfs or hugetlbfs, state on disk).
+    /// points elsewhere (memory on tmpfs, state on disk).
     pub memory_file: String,
     /// Where each guest region is in the memory file.
     pub memory: MemoryLayout,

@@ -425,3 +425,34 @@ fn on_demand_pages_written_first_are_loaded_before_the_write() {
     assert_eq!(r0[5 * ps + 1], pattern(5, 1));
     assert_eq!(r0[5 * ps], 0);
 }
+
+#[test]
+fn runs_crossing_scan_chunks_and_thread_pieces_are_saved_whole() {
+    let ps = host_page_size();
+    // 66 MiB: crosses the 16384-page pagemap chunk; with 3 threads the pieces are 22 MiB.
+    let pages = (66 << 20) / ps;
+    let piece = (22 << 20) / ps;
+    let data = [piece - 1, piece, 16383, 16384, pages - 1];
+    let region = guest_ram(0x10_0000, pages, &data, 7);
+    let dir = template_dir();
+    for threads in [1, 3] {
+        let path = dir.path().join(format!("m{threads}"));
+        let opts = SaveOptions {
+            threads,
+            ..SaveOptions::default()
+        };
+        // SAFETY: the mapping is live and not written while saving.
+        let r = unsafe { GuestRegionRef::from_raw_parts(0x10_0000, region.as_ptr(), region.len()) };
+        let layout = save_memory(&[r], &path, &opts).unwrap();
+        assert_eq!(
+            layout.data_bytes,
+            (data.len() * ps) as u64,
+            "threads {threads}"
+        );
+        let back = map_memory(&path, &layout, RestoreMode::Copy).unwrap();
+        assert!(
+            bytes(&back.regions()[0]) == bytes(&region),
+            "threads {threads}"
+        );
+    }
+}
