@@ -115,6 +115,9 @@ pub enum MemoryFileError {
         len: usize,
         page_size: usize,
     },
+    /// Two regions claim the same guest physical addresses.
+    #[error("regions at guest addresses {first:#x} and {second:#x} overlap")]
+    OverlappingRegions { first: u64, second: u64 },
     /// `/proc/self/pagemap` could not be opened or read.
     #[error("reading /proc/self/pagemap: {0}")]
     Pagemap(#[source] std::io::Error),
@@ -171,6 +174,21 @@ pub fn save_memory(
             file_offset,
         });
         file_len = file_offset + r.data.len() as u64;
+    }
+    // Refuse now what restore would refuse later (overlapping or wrapping guest ranges).
+    let mut by_addr: Vec<_> = entries.iter().collect();
+    by_addr.sort_by_key(|e| e.guest_addr);
+    for w in by_addr.windows(2) {
+        if w[0]
+            .guest_addr
+            .checked_add(w[0].size)
+            .is_none_or(|end| end > w[1].guest_addr)
+        {
+            return Err(MemoryFileError::OverlappingRegions {
+                first: w[0].guest_addr,
+                second: w[1].guest_addr,
+            });
+        }
     }
 
     let pagemap = match opts.scan {

@@ -21,6 +21,7 @@
 //! `skip_serializing_if`, or `serde_json::Value` fields; store JSON text as a `String` instead).
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -32,6 +33,9 @@ pub const STATE_MAGIC: [u8; 8] = *b"RVNTSTAT";
 pub const STATE_FORMAT_VERSION: u32 = 1;
 /// Size of the fixed header in front of the payload.
 pub const STATE_HEADER_LEN: usize = 32;
+/// Largest state file read: VM state is a few KiB per vCPU and device, so anything near this is
+/// not a state file, and reading it whole would let a bad path exhaust memory.
+pub const MAX_STATE_FILE_LEN: u64 = 64 << 20;
 
 /// Whether [`write_state`] waits for the data to reach stable storage.
 ///
@@ -55,6 +59,9 @@ pub enum StateFileError {
         #[source]
         source: std::io::Error,
     },
+    /// The file is far larger than any state file (see [`MAX_STATE_FILE_LEN`]).
+    #[error("state file {path}: {len} bytes is larger than the {max} bytes a state file may have")]
+    TooLarge { path: PathBuf, len: u64, max: u64 },
     /// The first 8 bytes are not the state file magic: this is not a Revenant state file.
     #[error("state file {path}: bad magic {found:02x?} (expected {STATE_MAGIC:02x?}): not a Revenant state file")]
     BadMagic { path: PathBuf, found: [u8; 8] },
@@ -182,11 +189,27 @@ pub fn write_state<S: Serialize>(
 /// Version comes before the header checksum because a future version may lay out the rest of
 /// the header differently; reporting "unsupported version" is then the useful answer.
 pub fn read_state<S: DeserializeOwned>(path: &Path) -> Result<S, StateFileError> {
-    let bytes = fs::read(path).map_err(|source| StateFileError::Io {
-        path: path.to_path_buf(),
-        op: "read",
-        source,
-    })?;
+    let io = |op| {
+        move |source| StateFileError::Io {
+            path: path.to_path_buf(),
+            op,
+            source,
+        }
+    };
+    let file = fs::File::open(path).map_err(io("open"))?;
+    let len = file.metadata().map_err(io("stat"))?.len();
+    if len > MAX_STATE_FILE_LEN {
+        return Err(StateFileError::TooLarge {
+            path: path.to_path_buf(),
+            len,
+            max: MAX_STATE_FILE_LEN,
+        });
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    // take(): a file that grows while being read still cannot make us read more than the cap.
+    file.take(MAX_STATE_FILE_LEN + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io("read"))?;
     let payload = verified_payload(path, &bytes)?;
     let (state, rest) =
         postcard::take_from_bytes(payload).map_err(|source| StateFileError::Decode {
@@ -499,6 +522,18 @@ mod tests {
         assert!(matches!(
             read_state::<Prefix>(&path),
             Err(StateFileError::PayloadNotConsumed { .. })
+        ));
+    }
+
+    #[test]
+    fn oversized_file_is_refused_without_reading_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.bin");
+        let f = fs::File::create(&path).unwrap();
+        f.set_len(MAX_STATE_FILE_LEN + 1).unwrap(); // sparse: costs no disk
+        assert!(matches!(
+            read_state::<VcpuLike>(&path),
+            Err(StateFileError::TooLarge { .. })
         ));
     }
 

@@ -456,3 +456,21 @@ fn runs_crossing_scan_chunks_and_thread_pieces_are_saved_whole() {
         );
     }
 }
+
+#[test]
+fn overlapping_guest_regions_are_refused_at_save() {
+    let dir = template_dir();
+    let a = guest_ram(0x1000_0000, 4, &[0], 1);
+    let b = guest_ram(0x1000_2000, 4, &[0], 1);
+    let err = save_memory(
+        &refs(&[a, b]),
+        &dir.path().join("m"),
+        &SaveOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, MemoryFileError::OverlappingRegions { .. }),
+        "{err:?}"
+    );
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+}
