@@ -1,0 +1,226 @@
+//! [`RestoreMode::OnDemand`](crate::RestoreMode::OnDemand): private anonymous guest memory
+//! filled page by page from the memory file on first touch, through userfaultfd.
+//!
+//! Restore costs the same as Cow (no copy up front) while the VM ends up with private memory
+//! that does not depend on the page cache of the template file; the price is a fault round trip
+//! (a few microseconds) on the first touch of each page. This is also the shape `remote` restore
+//! will take, with the page coming from a memory server instead of the file.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use userfaultfd::{Event, Uffd, UffdBuilder};
+
+use crate::pagemap::is_zero;
+
+/// Pages filled per fault, starting at the faulting one: guests touch memory in runs, and
+/// one fault round trip (thread wake-up, pread, ioctl) costs far more than copying 64 KiB.
+const FAULT_AROUND_PAGES: usize = 16;
+
+/// A registered range: host address, length and where its bytes start in the memory file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PagedRange {
+    pub host_addr: usize,
+    pub len: usize,
+    pub file_offset: u64,
+}
+
+/// The fault-serving thread; stopping it (on drop) leaves the already-filled pages in place.
+#[derive(Debug)]
+pub(crate) struct OnDemandPager {
+    stop: File,
+    thread: Option<JoinHandle<()>>,
+    error: Arc<Mutex<Option<String>>>,
+}
+
+impl OnDemandPager {
+    /// Registers `ranges` (already mapped, private anonymous, not yet touched) with a new
+    /// userfaultfd and starts the thread that serves their faults from `file`.
+    pub(crate) fn start(file: File, ranges: Vec<PagedRange>, page_size: usize) -> io::Result<Self> {
+        // Not user-mode-only: KVM touches guest memory from the kernel (get_user_pages) and those
+        // faults must reach the handler too. Needs CAP_SYS_PTRACE, access to /dev/userfaultfd,
+        // or vm.unprivileged_userfaultfd=1.
+        let uffd = UffdBuilder::new()
+            .close_on_exec(true)
+            .non_blocking(true)
+            .user_mode_only(false)
+            .create()
+            .map_err(uffd_io)?;
+        for r in &ranges {
+            uffd.register(r.host_addr as *mut libc::c_void, r.len)
+                .map_err(uffd_io)?;
+        }
+        // SAFETY: eventfd has no memory-safety preconditions; the result is checked below.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if efd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: efd is a fresh descriptor owned by nothing else.
+        let stop = unsafe { File::from_raw_fd(efd) };
+        let stop_wait = stop.try_clone()?;
+        let error = Arc::new(Mutex::new(None));
+        let server = FaultServer {
+            uffd,
+            file,
+            ranges,
+            page_size,
+            buf: vec![0u8; page_size * FAULT_AROUND_PAGES],
+            error: Arc::clone(&error),
+        };
+        let thread = std::thread::Builder::new()
+            .name("revenant-ondemand".into())
+            .spawn(move || server.run(&stop_wait))?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+            error,
+        })
+    }
+
+    /// The first error the fault thread met (a page it had to fill with zeros instead).
+    pub(crate) fn error(&self) -> Option<String> {
+        self.error.lock().ok().and_then(|e| e.clone())
+    }
+}
+
+impl Drop for OnDemandPager {
+    fn drop(&mut self) {
+        // If the wake-up write fails the thread would never return; don't wait for it then.
+        if (&self.stop).write_all(&1u64.to_ne_bytes()).is_ok() {
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+fn uffd_io(e: userfaultfd::Error) -> io::Error {
+    io::Error::other(format!("userfaultfd: {e}"))
+}
+
+struct FaultServer {
+    uffd: Uffd,
+    file: File,
+    ranges: Vec<PagedRange>,
+    page_size: usize,
+    buf: Vec<u8>,
+    error: Arc<Mutex<Option<String>>>,
+}
+
+impl FaultServer {
+    fn run(mut self, stop: &File) {
+        loop {
+            let mut fds = [
+                libc::pollfd {
+                    fd: self.uffd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: stop.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: fds is a valid array of 2 pollfd structs for the duration of the call.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            if n < 0 {
+                if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                self.record(format!("poll: {}", io::Error::last_os_error()));
+                return;
+            }
+            if fds[1].revents != 0 {
+                return;
+            }
+            loop {
+                match self.uffd.read_event() {
+                    Ok(Some(Event::Pagefault { addr, .. })) => self.serve(addr as usize),
+                    Ok(Some(_)) => {} // only missing-page faults were asked for
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.record(format!("reading fault events: {e}"));
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fills the page containing `addr` and up to [`FAULT_AROUND_PAGES`] - 1 pages after it
+    /// (within the region): runs of data pages with UFFDIO_COPY, runs of zero pages with
+    /// UFFDIO_ZEROPAGE (no memory allocated).
+    fn serve(&mut self, addr: usize) {
+        let ps = self.page_size;
+        let page_addr = addr & !(ps - 1);
+        let Some(range) = self
+            .ranges
+            .iter()
+            .find(|r| page_addr >= r.host_addr && page_addr < r.host_addr + r.len)
+            .copied()
+        else {
+            return; // not ours: cannot happen for a registered range
+        };
+        let pages = FAULT_AROUND_PAGES.min((range.host_addr + range.len - page_addr) / ps);
+        let offset = range.file_offset + (page_addr - range.host_addr) as u64;
+        let buf = &mut self.buf[..pages * ps];
+        if let Err(e) = self.file.read_exact_at(buf, offset) {
+            // Leaving the vCPU blocked forever is worse than a zero page; record why.
+            record(
+                &self.error,
+                format!("reading memory file at {offset:#x}: {e}"),
+            );
+            buf.fill(0);
+        }
+        let mut first = 0;
+        let mut served = false;
+        while first < pages {
+            let zero = is_zero(&buf[first * ps..(first + 1) * ps]);
+            let mut end = first + 1;
+            while end < pages && is_zero(&buf[end * ps..(end + 1) * ps]) == zero {
+                end += 1;
+            }
+            let dst = (page_addr + first * ps) as *mut libc::c_void;
+            let len = (end - first) * ps;
+            let result = if zero {
+                // SAFETY: dst..dst+len lies in a range registered with this uffd; the kernel
+                // checks it is still mapped and registered and fills only missing pages.
+                unsafe { self.uffd.zeropage(dst, len, true) }
+            } else {
+                // SAFETY: as above; the source is our own buffer, readable for len bytes.
+                unsafe {
+                    self.uffd
+                        .copy(buf[first * ps..].as_ptr().cast(), dst, len, true)
+                }
+            };
+            // A short or failed fill means a page in the run was already present (EEXIST:
+            // touched meanwhile or filled by an earlier fault-around): stop prefetching there.
+            if !matches!(result, Ok(n) if n == len) {
+                break;
+            }
+            served = true;
+            first = end;
+        }
+        if !served {
+            // The faulting page itself may have been filled by someone else: make sure the
+            // faulting thread is not left waiting.
+            let _ = self.uffd.wake(page_addr as *mut libc::c_void, ps);
+        }
+    }
+
+    fn record(&self, msg: String) {
+        record(&self.error, msg);
+    }
+}
+
+/// Keeps the first error only: later ones are usually consequences of it.
+fn record(error: &Mutex<Option<String>>, msg: String) {
+    if let Ok(mut e) = error.lock() {
+        e.get_or_insert(msg);
+    }
+}
