@@ -10,6 +10,7 @@ use crate::boot::cpuid::CpuProfile;
 use crate::config::{ConfigError, SleepState, VmConfig};
 use crate::devices::exit::{ExitSignal, GuestExit};
 use crate::energy::{EnergyReport, PowerPhase, VmEnergy};
+use crate::snapshot::MemoryRestoreMode;
 use crate::vm::{Vm, VmCounters, VmError};
 
 /// State names exactly as Cloud Hypervisor reports them (kata compares the strings), plus
@@ -174,6 +175,59 @@ impl Controller {
             }
             _ => Err(self.wrong_state("resume")),
         }
+    }
+
+    /// `vm.snapshot`: writes the paused VM into the template directory `destination_url`
+    /// (`file:///path`).
+    pub fn snapshot(&mut self, destination_url: &str) -> Result<(), ControlError> {
+        let (Some(vm), Some(config), VmState::Paused) = (&self.vm, &self.config, self.state) else {
+            return Err(self.wrong_state("snapshot (pause the VM first)"));
+        };
+        let dir = revenant_template::template_dir_from_url(destination_url)
+            .map_err(|e| ConfigError::new("destination_url", e.to_string()))?;
+        let started = std::time::Instant::now();
+        let manifest = vm.snapshot(&dir, config)?;
+        tracing::info!(
+            "snapshot of {} data bytes to {} in {:.1} ms",
+            manifest.memory.data_bytes,
+            dir.display(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        Ok(())
+    }
+
+    /// `vm.restore`: builds a paused VM from a template, in a VMM that has no VM yet.
+    pub fn restore(
+        &mut self,
+        source_url: &str,
+        mode: MemoryRestoreMode,
+    ) -> Result<(), ControlError> {
+        if self.config.is_some() {
+            return Err(ControlError::WrongState(
+                "cannot restore: this VMM already has a VM (restore into a fresh revenant process)"
+                    .into(),
+            ));
+        }
+        let dir = revenant_template::template_dir_from_url(source_url)
+            .map_err(|e| ConfigError::new("source_url", e.to_string()))?;
+        self.generation += 1;
+        let exit = ExitSignal::new(self.exits.clone(), self.generation);
+        let (vm, config) = Vm::restore(&dir, mode, exit).map_err(|e| match e {
+            // A template that can't be read is the request's fault: name the field.
+            VmError::Template(t) => {
+                ControlError::Config(ConfigError::new("source_url", t.to_string()))
+            }
+            VmError::Snapshot(why) => ControlError::Config(ConfigError::new("source_url", why)),
+            other => ControlError::from(other),
+        })?;
+        self.vm = Some(vm);
+        self.config = Some(config);
+        self.state = VmState::Paused;
+        self.last_exit = None;
+        self.sleep = None;
+        self.energy = Some(VmEnergy::new(&self.power_profile));
+        self.set_phase(PowerPhase::Idle);
+        Ok(())
     }
 
     /// Host-initiated sleep (`vm.sleep`): the vCPUs stop where they are.

@@ -8,5 +8,6 @@ pub mod controller;
 pub mod devices;
 pub mod energy;
 pub mod event_loop;
+pub mod snapshot;
 pub mod vm;
 pub mod vstate;

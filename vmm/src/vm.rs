@@ -19,7 +19,7 @@ use revenant_acpi::platform::{ACPI_PORTS_LEN, FACS_ADDR, SLEEP_CONTROL_PORT};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::devices::acpi::sleep::SleepDevice;
-use crate::devices::bus::{Bus, BusError, SharedDevice};
+use crate::devices::bus::{Bus, BusError};
 use crate::devices::exit::ExitSignal;
 use crate::devices::legacy::i8042::{I8042, I8042_BASE, I8042_LEN};
 use crate::devices::legacy::test_report::{TestReport, TEST_REPORT_LEN, TEST_REPORT_PORT};
@@ -31,7 +31,7 @@ use crate::devices::serial::{COM1_BASE, COM1_GSI, COM1_LEN};
 use crate::event_loop::{EventLoop, EventLoopError, Subscriber};
 use crate::vstate::memory::{create_guest_memory, GuestMemoryMmap, MemoryError};
 use crate::vstate::run_control::{install_kick_handler, RunControl, RunControlError};
-use crate::vstate::vcpu::{ExitCounters, Vcpu, VcpuContext, VcpuError, VcpuThread};
+use crate::vstate::vcpu::{ExitCounters, SharedVcpu, Vcpu, VcpuContext, VcpuError, VcpuThread};
 use crate::vstate::vm_fd::{create_vm, KvmVm, VmFdError};
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +58,12 @@ pub enum VmError {
     Cpuid(#[source] kvm_ioctls::Error),
     #[error("cannot run the CPUID probe: {0}")]
     Probe(#[source] std::io::Error),
+    #[error("snapshot: {0}")]
+    Snapshot(String),
+    #[error(transparent)]
+    Persist(#[from] crate::vstate::persist::PersistError),
+    #[error(transparent)]
+    Template(#[from] revenant_template::TemplateError),
     #[error("cannot set up the {what} interrupt: {source}")]
     Irq {
         what: &'static str,
@@ -89,16 +95,22 @@ pub struct VmCounters {
 }
 
 pub struct Vm {
-    control: Arc<RunControl>,
-    vcpu_threads: Vec<JoinHandle<()>>,
-    _event_loop: Option<EventLoop>,
-    counters: Arc<ExitCounters>,
-    test_reports: Option<Arc<Mutex<Vec<u32>>>>,
+    pub(crate) control: Arc<RunControl>,
+    pub(crate) vcpu_threads: Vec<JoinHandle<()>>,
+    pub(crate) vcpus: Vec<SharedVcpu>,
+    pub(crate) _event_loop: Option<EventLoop>,
+    pub(crate) counters: Arc<ExitCounters>,
+    pub(crate) test_reports: Option<Arc<Mutex<Vec<u32>>>>,
     /// WAK_STS of the ACPI sleep status register.
-    wake_status: Arc<AtomicBool>,
-    cpu_profile: CpuProfile,
-    _kvm: KvmVm,
-    memory: GuestMemoryMmap,
+    pub(crate) wake_status: Arc<AtomicBool>,
+    pub(crate) serial: Arc<Mutex<SerialDevice>>,
+    pub(crate) cpu_profile: CpuProfile,
+    pub(crate) has_pit: bool,
+    pub(crate) kvm: KvmVm,
+    pub(crate) memory: GuestMemoryMmap,
+    /// The template mapping a restored VM's memory lives in; dropped (unmapped) after
+    /// `memory`, which only borrows it.
+    pub(crate) template_memory: Option<revenant_template::GuestMemoryMapping>,
 }
 
 impl Vm {
@@ -113,9 +125,7 @@ impl Vm {
             .name("cpuid-probe".into())
             .spawn(supported_cpuid)
             .map_err(VmError::Probe)?;
-        let threads = (0..count)
-            .map(VcpuThread::spawn)
-            .collect::<Result<Vec<_>, _>>()?;
+        let threads = spawn_vcpu_threads(count)?;
         let memory = create_guest_memory(config.memory.size)?;
         timer.stage("guest memory mapped");
         let kvm = create_vm(&memory, matches!(payload, Payload::Linux { .. }))?;
@@ -139,52 +149,15 @@ impl Vm {
         };
 
         timer.stage("payload loaded");
-        let mut pio = Bus::default();
-        let mut add_pio = |base: u64, len: u64, dev: SharedDevice| pio.insert(base, len, dev);
-        let (serial, input) = build_serial(config, &kvm)?;
-        add_pio(COM1_BASE, COM1_LEN, serial)?;
-        add_pio(
-            I8042_BASE,
-            I8042_LEN,
-            Arc::new(Mutex::new(I8042::new(exit.clone()))),
-        )?;
         let control = Arc::new(RunControl::default());
-        let wake_status = Arc::new(AtomicBool::new(false));
-        let sleep = SleepDevice::new(exit.clone(), control.clone(), wake_status.clone());
-        add_pio(
-            u64::from(SLEEP_CONTROL_PORT),
-            u64::from(ACPI_PORTS_LEN),
-            Arc::new(Mutex::new(sleep)),
-        )?;
-        let mut test_reports = None;
-        if matches!(payload, Payload::TestGuest(_)) {
-            let report = TestReport::default();
-            test_reports = Some(report.values());
-            add_pio(
-                TEST_REPORT_PORT,
-                TEST_REPORT_LEN,
-                Arc::new(Mutex::new(report)),
-            )?;
-        }
-
-        let event_loop = match input {
-            Some(sub) => Some(EventLoop::start(vec![sub])?),
-            None => None,
-        };
-
+        let devices = Devices::build(config, &kvm, &exit, &control, None)?;
         timer.stage("devices ready");
-        let counters = Arc::new(ExitCounters::default());
-        let ctx = VcpuContext {
-            pio: Arc::new(pio),
-            mmio: Arc::new(Bus::default()),
-            exit,
-            control: control.clone(),
-            counters: counters.clone(),
-        };
         let mut cpuid = cpuid_probe
             .join()
             .map_err(|_| VmError::Probe(std::io::Error::other("CPUID probe thread panicked")))??;
         crate::boot::cpuid::apply_profile(&mut cpuid, cpu_profile);
+        let counters = Arc::new(ExitCounters::default());
+        let ctx = devices.vcpu_context(exit, &control, &counters);
         let mut vcpus = Vec::with_capacity(usize::from(count));
         for id in 0..count {
             let vcpu = Vcpu::new(&kvm.fd, id, ctx.clone())?;
@@ -192,21 +165,57 @@ impl Vm {
             vcpus.push(vcpu);
         }
         timer.stage("vCPUs configured");
+        let has_pit = matches!(payload, Payload::Linux { .. });
+        let vm = Vm::assemble(
+            control,
+            counters,
+            devices,
+            cpu_profile,
+            has_pit,
+            kvm,
+            memory,
+            None,
+            threads,
+            vcpus,
+        )?;
+        timer.stage("vCPUs started");
+        Ok(vm)
+    }
+
+    /// Puts the parts together and hands each vCPU to its thread.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn assemble(
+        control: Arc<RunControl>,
+        counters: Arc<ExitCounters>,
+        devices: Devices,
+        cpu_profile: CpuProfile,
+        has_pit: bool,
+        kvm: KvmVm,
+        memory: GuestMemoryMmap,
+        template_memory: Option<revenant_template::GuestMemoryMapping>,
+        threads: Vec<VcpuThread>,
+        vcpus: Vec<Vcpu>,
+    ) -> Result<Vm, VmError> {
         let mut vm = Vm {
             control,
             vcpu_threads: Vec::with_capacity(vcpus.len()),
-            _event_loop: event_loop,
+            vcpus: Vec::with_capacity(vcpus.len()),
+            _event_loop: devices.event_loop,
             counters,
-            test_reports,
-            wake_status,
+            test_reports: devices.test_reports,
+            wake_status: devices.wake_status,
+            serial: devices.serial,
             cpu_profile,
-            _kvm: kvm,
+            has_pit,
+            kvm,
             memory,
+            template_memory,
         };
         for (thread, vcpu) in threads.into_iter().zip(vcpus) {
-            vm.vcpu_threads.push(thread.launch(vcpu)?);
+            let vcpu = Arc::new(Mutex::new(vcpu));
+            vm.vcpu_threads.push(thread.launch(vcpu.clone())?);
+            vm.vcpus.push(vcpu);
         }
-        timer.stage("vCPUs started");
         Ok(vm)
     }
 
@@ -351,11 +360,103 @@ impl StageTimer {
     }
 }
 
+/// Threads for `count` vCPUs, started early so their creation overlaps VM setup.
+pub(crate) fn spawn_vcpu_threads(count: u8) -> Result<Vec<VcpuThread>, VmError> {
+    Ok((0..count)
+        .map(VcpuThread::spawn)
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The VM's devices and what the VMM keeps of them.
+pub(crate) struct Devices {
+    pio: Bus,
+    event_loop: Option<EventLoop>,
+    test_reports: Option<Arc<Mutex<Vec<u32>>>>,
+    wake_status: Arc<AtomicBool>,
+    serial: Arc<Mutex<SerialDevice>>,
+}
+
+impl Devices {
+    /// COM1, the i8042, the ACPI sleep registers and, for raw test guests, the test-report
+    /// port; `saved` restores their state from a snapshot.
+    pub(crate) fn build(
+        config: &VmConfig,
+        kvm: &KvmVm,
+        exit: &ExitSignal,
+        control: &Arc<RunControl>,
+        saved: Option<&DevicesState>,
+    ) -> Result<Devices, VmError> {
+        let mut pio = Bus::default();
+        let (serial, input) = build_serial(config, kvm, saved.map(|s| &s.serial))?;
+        pio.insert(COM1_BASE, COM1_LEN, serial.clone())?;
+        pio.insert(
+            I8042_BASE,
+            I8042_LEN,
+            Arc::new(Mutex::new(I8042::new(exit.clone()))),
+        )?;
+        let wake_status = Arc::new(AtomicBool::new(saved.is_some_and(|s| s.wake_status)));
+        let sleep = SleepDevice::new(exit.clone(), control.clone(), wake_status.clone());
+        pio.insert(
+            u64::from(SLEEP_CONTROL_PORT),
+            u64::from(ACPI_PORTS_LEN),
+            Arc::new(Mutex::new(sleep)),
+        )?;
+        let mut test_reports = None;
+        if config
+            .payload
+            .as_ref()
+            .is_some_and(|p| p.test_guest.is_some())
+        {
+            let report = TestReport::default();
+            test_reports = Some(report.values());
+            pio.insert(
+                TEST_REPORT_PORT,
+                TEST_REPORT_LEN,
+                Arc::new(Mutex::new(report)),
+            )?;
+        }
+        let event_loop = match input {
+            Some(sub) => Some(EventLoop::start(vec![sub])?),
+            None => None,
+        };
+        Ok(Devices {
+            pio,
+            event_loop,
+            test_reports,
+            wake_status,
+            serial,
+        })
+    }
+
+    pub(crate) fn vcpu_context(
+        &self,
+        exit: ExitSignal,
+        control: &Arc<RunControl>,
+        counters: &Arc<ExitCounters>,
+    ) -> VcpuContext {
+        VcpuContext {
+            pio: Arc::new(self.pio.clone()),
+            mmio: Arc::new(Bus::default()),
+            exit,
+            control: control.clone(),
+            counters: counters.clone(),
+        }
+    }
+}
+
+/// Device state a snapshot carries.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct DevicesState {
+    pub serial: crate::devices::serial::persist::SerialSnapshot,
+    pub wake_status: bool,
+}
+
 /// COM1 with its output sink, its irqfd and, when there is one, its input source.
 fn build_serial(
     config: &VmConfig,
     kvm: &KvmVm,
-) -> Result<(SharedDevice, Option<Subscriber>), VmError> {
+    saved: Option<&crate::devices::serial::persist::SerialSnapshot>,
+) -> Result<(Arc<Mutex<SerialDevice>>, Option<Subscriber>), VmError> {
     let serial_cfg = &config.serial;
     let mut input = None;
     let output = match serial_cfg.mode {
@@ -413,7 +514,10 @@ fn build_serial(
             what: "serial",
             source: std::io::Error::from_raw_os_error(e.errno()),
         })?;
-    let device = Arc::new(Mutex::new(SerialDevice::new(irq, output)));
+    let device = Arc::new(Mutex::new(match saved {
+        Some(state) => SerialDevice::from_state(state, irq, output).map_err(VmError::Snapshot)?,
+        None => SerialDevice::new(irq, output),
+    }));
     let subscriber = input
         .map(|source| Arc::new(Mutex::new(SerialInput::new(device.clone(), source))) as Subscriber);
     Ok((device, subscriber))

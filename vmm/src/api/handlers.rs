@@ -42,6 +42,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/vm.resume", put(vm_resume))
         .route("/api/v1/vm.shutdown", put(vm_shutdown))
         .route("/api/v1/vm.counters", get(vm_counters))
+        .route("/api/v1/vm.snapshot", put(vm_snapshot))
+        .route("/api/v1/vm.restore", put(vm_restore))
         .route("/api/v1/vm.sleep", put(vm_sleep))
         .route("/api/v1/vm.wake", put(vm_wake))
         .fallback(unknown_endpoint)
@@ -112,6 +114,47 @@ async fn vm_counters(State(state): State<ApiState>) -> ApiResult {
     Ok(Json(state.controller().counters()?).into_response())
 }
 
+/// `vm.snapshot` body (Cloud Hypervisor's `VmSnapshotConfig`).
+#[derive(serde::Deserialize)]
+struct SnapshotRequest {
+    destination_url: String,
+}
+
+async fn vm_snapshot(State(state): State<ApiState>, raw: Bytes) -> ApiResult {
+    let (req, ignored) = body::parse::<SnapshotRequest>(&raw)?;
+    warn_ignored("vm.snapshot", &ignored);
+    state.controller().snapshot(&req.destination_url)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `vm.restore` body: Cloud Hypervisor's `RestoreConfig` (`source_url`, `prefault`) plus
+/// Revenant's `memory_restore_mode`.
+#[derive(serde::Deserialize)]
+struct RestoreRequest {
+    source_url: String,
+    #[serde(default)]
+    memory_restore_mode: crate::snapshot::MemoryRestoreMode,
+    /// Accepted for Cloud Hypervisor compatibility; `copy` mode is the prefaulted one.
+    #[serde(default)]
+    #[allow(dead_code)]
+    prefault: bool,
+}
+
+async fn vm_restore(State(state): State<ApiState>, raw: Bytes) -> ApiResult {
+    let (req, ignored) = body::parse::<RestoreRequest>(&raw)?;
+    warn_ignored("vm.restore", &ignored);
+    state
+        .controller()
+        .restore(&req.source_url, req.memory_restore_mode)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn warn_ignored(action: &str, ignored: &[String]) {
+    if !ignored.is_empty() {
+        tracing::warn!("{action}: ignoring unknown fields: {}", ignored.join(", "));
+    }
+}
+
 /// `vm.sleep` body: `{"state": "s3" | "sz"}`.
 #[derive(serde::Deserialize)]
 struct SleepRequest {
@@ -120,9 +163,7 @@ struct SleepRequest {
 
 async fn vm_sleep(State(state): State<ApiState>, raw: Bytes) -> ApiResult {
     let (req, ignored) = body::parse::<SleepRequest>(&raw)?;
-    if !ignored.is_empty() {
-        tracing::warn!("vm.sleep: ignoring unknown fields: {}", ignored.join(", "));
-    }
+    warn_ignored("vm.sleep", &ignored);
     state.controller().sleep(req.state)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

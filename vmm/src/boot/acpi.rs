@@ -33,8 +33,14 @@ pub fn write_tables(mem: &GuestMemoryMmap, tables: &AcpiTables) -> Result<u64, A
     for t in &tables.tables {
         mem.write_slice(&t.bytes, GuestAddress(t.addr))?;
     }
-    mem.write_slice(&generation_id()?, GuestAddress(VMGENID_ADDR))?;
+    write_generation_id(mem)?;
     Ok(tables.rsdp_addr)
+}
+
+/// Draws a new VM generation ID into the VMGenID buffer (at boot, and for every clone).
+pub fn write_generation_id(mem: &GuestMemoryMmap) -> Result<(), AcpiError> {
+    mem.write_slice(&generation_id()?, GuestAddress(VMGENID_ADDR))?;
+    Ok(())
 }
 
 /// 128 random bits from the kernel: a new ID tells a guest its RNG state may be shared with

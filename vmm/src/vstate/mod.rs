@@ -2,6 +2,7 @@
 
 pub mod fallback;
 pub mod memory;
+pub mod persist;
 pub mod run_control;
 pub mod vcpu;
 pub mod vm_fd;

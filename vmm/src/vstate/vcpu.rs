@@ -11,6 +11,7 @@ use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 
 use super::fallback::{self, Outcome};
 use super::memory::GuestMemoryMmap;
+use super::persist::{PersistError, VcpuState};
 use super::run_control::{Next, RunControl};
 use crate::boot::entry::{boot_registers, real_mode_registers, EntryPoint};
 use crate::boot::{cpuid, gdt, msrs};
@@ -60,13 +61,17 @@ pub enum VcpuError {
 pub struct VcpuThread {
     id: u8,
     handle: JoinHandle<()>,
-    vcpu_tx: std::sync::mpsc::Sender<Vcpu>,
+    vcpu_tx: std::sync::mpsc::Sender<SharedVcpu>,
     started_rx: std::sync::mpsc::Receiver<()>,
 }
 
+/// A vCPU its thread locks only while the guest runs on it: while the VM is paused the
+/// VMM can read or write its state (snapshots).
+pub type SharedVcpu = Arc<std::sync::Mutex<Vcpu>>;
+
 impl VcpuThread {
     pub fn spawn(id: u8) -> Result<Self, VcpuError> {
-        let (vcpu_tx, vcpu_rx) = std::sync::mpsc::channel::<Vcpu>();
+        let (vcpu_tx, vcpu_rx) = std::sync::mpsc::channel::<SharedVcpu>();
         let (started_tx, started_rx) = std::sync::mpsc::sync_channel(1);
         let handle = std::thread::Builder::new()
             .name(format!("vcpu{id}"))
@@ -74,7 +79,7 @@ impl VcpuThread {
                 let _ = started_tx.send(());
                 // No vCPU arrives when the boot failed: the thread just ends.
                 if let Ok(vcpu) = vcpu_rx.recv() {
-                    vcpu.run();
+                    Vcpu::run(&vcpu);
                 }
             })
             .map_err(|source| VcpuError::Spawn { id, source })?;
@@ -86,8 +91,9 @@ impl VcpuThread {
         })
     }
 
-    /// Hands `vcpu` to the thread, which starts running the guest.
-    pub fn launch(self, vcpu: Vcpu) -> Result<JoinHandle<()>, VcpuError> {
+    /// Hands `vcpu` to the thread, which starts running the guest (or parks, if the run
+    /// control says the VM is paused).
+    pub fn launch(self, vcpu: SharedVcpu) -> Result<JoinHandle<()>, VcpuError> {
         let gone = || VcpuError::Spawn {
             id: self.id,
             source: std::io::Error::other("vCPU thread exited before it was given its vCPU"),
@@ -197,25 +203,42 @@ impl Vcpu {
         Ok(())
     }
 
-    fn run(mut self) {
-        while self.control.gate() == Next::Run {
-            if self.id == 0 {
-                if let Some(vector) = self.control.take_wake_vector() {
-                    if let Err(e) = self.restart_at(vector) {
-                        self.exit
-                            .send(GuestExit::Crash(format!("cannot wake at {vector:#x}: {e}")));
-                        self.control.wait_for_stop();
+    fn run(shared: &SharedVcpu) {
+        let lock = || shared.lock().unwrap_or_else(|p| p.into_inner());
+        let (control, exit) = {
+            let v = lock();
+            (v.control.clone(), v.exit.clone())
+        };
+        while control.gate() == Next::Run {
+            let mut vcpu = lock();
+            if vcpu.id == 0 {
+                if let Some(vector) = control.take_wake_vector() {
+                    if let Err(e) = vcpu.restart_at(vector) {
+                        drop(vcpu);
+                        exit.send(GuestExit::Crash(format!("cannot wake at {vector:#x}: {e}")));
+                        control.wait_for_stop();
                         return;
                     }
                 }
             }
-            if let Some(stop) = self.run_once() {
-                tracing::info!("vcpu{}: guest stopped: {stop:?}", self.id);
-                self.exit.send(stop);
-                self.control.wait_for_stop();
+            if let Some(stop) = vcpu.run_once() {
+                tracing::info!("vcpu{}: guest stopped: {stop:?}", vcpu.id);
+                drop(vcpu);
+                exit.send(stop);
+                control.wait_for_stop();
                 return;
             }
         }
+    }
+
+    /// The vCPU's KVM state, for a snapshot (the VM must be paused).
+    pub fn save_state(&self, kvm: &kvm_ioctls::Kvm) -> Result<VcpuState, PersistError> {
+        VcpuState::save(self.id, kvm, &self.fd)
+    }
+
+    /// Puts saved state into this (fresh) vCPU.
+    pub fn restore_state(&self, state: &VcpuState) -> Result<(), PersistError> {
+        state.restore(&self.fd)
     }
 
     /// One KVM_RUN and the handling of its exit; `Some` when the guest can't go on.

@@ -33,6 +33,24 @@ impl SerialDevice {
         }
     }
 
+    /// A UART with the registers and receive FIFO of a snapshot.
+    pub fn from_state(
+        state: &super::persist::SerialSnapshot,
+        irq: EventFd,
+        output: SerialOutput,
+    ) -> Result<Self, String> {
+        let uart = Serial::from_state(&state.into(), IrqTrigger(irq), NoEvents, output)
+            .map_err(|e| format!("invalid COM1 state in the snapshot: {e:?}"))?;
+        Ok(SerialDevice {
+            uart,
+            output_failed: false,
+        })
+    }
+
+    pub fn snapshot(&self) -> super::persist::SerialSnapshot {
+        (&self.uart.state()).into()
+    }
+
     /// Queues host input for the guest; returns how many bytes fit in the receive FIFO.
     pub fn enqueue_input(&mut self, input: &[u8]) -> usize {
         match self.uart.enqueue_raw_bytes(input) {

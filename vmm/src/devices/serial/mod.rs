@@ -7,6 +7,7 @@
 pub mod device;
 pub mod event_handler;
 pub mod output;
+pub mod persist;
 
 pub const COM1_BASE: u64 = 0x3f8;
 pub const COM1_LEN: u64 = 8;

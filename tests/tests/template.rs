@@ -1,0 +1,198 @@
+//! Templates: snapshot a paused test guest, fork clones from it in fresh VMM processes, and
+//! refuse broken templates with a clear error (tier 2, real KVM).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use revenant_tests::guests;
+use revenant_tests::skip::kvm_available;
+use revenant_tests::vmm_process::{write_guest, ApiVmm};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn reports(vmm: &mut ApiVmm) -> Vec<u64> {
+    vmm.client.get("vm.counters").json()["test_reports"]
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_u64().unwrap()).collect())
+        .unwrap_or_default()
+}
+
+fn wait_reports(vmm: &mut ApiVmm, at_least: usize) -> Vec<u64> {
+    let start = Instant::now();
+    loop {
+        let r = reports(vmm);
+        if r.len() >= at_least {
+            return r;
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "only {} reports: {}",
+            r.len(),
+            vmm.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Boots the ticker guest, lets it report a few times, pauses and snapshots it into
+/// `<tmp>/template`. Returns the VMM (kept alive) and the last value reported before the pause.
+fn make_template(dir: &Path) -> (ApiVmm, u64) {
+    let mut vmm = ApiVmm::start();
+    let image = write_guest(dir, "ticker.bin", &guests::long_mode_ticker(24));
+    let body = format!(
+        r#"{{"memory":{{"size":33554432}},"payload":{{"test_guest":{{"path":"{}","mode":"long"}}}},"serial":{{"mode":"Off"}}}}"#,
+        image.display()
+    );
+    assert_eq!(vmm.client.put("vm.create", Some(&body)).status, 204);
+    assert_eq!(vmm.client.put("vm.boot", None).status, 204);
+    wait_reports(&mut vmm, 3);
+    // Snapshot of a running VM is refused: it must be paused.
+    let url = format!(
+        r#"{{"destination_url":"file://{}"}}"#,
+        dir.join("template").display()
+    );
+    assert_eq!(vmm.client.put("vm.snapshot", Some(&url)).status, 409);
+    assert_eq!(vmm.client.put("vm.pause", None).status, 204);
+    let n = *reports(&mut vmm).last().unwrap();
+    let r = vmm.client.put("vm.snapshot", Some(&url));
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    (vmm, n)
+}
+
+/// Restores the template in a fresh VMM with `mode`, checks it is Paused, resumes it and
+/// returns its first reports.
+fn fork(template: &Path, mode: &str) -> (ApiVmm, Vec<u64>) {
+    let mut clone = ApiVmm::start();
+    let body = format!(
+        r#"{{"source_url":"file://{}","memory_restore_mode":"{mode}"}}"#,
+        template.display()
+    );
+    let r = clone.client.put("vm.restore", Some(&body));
+    assert_eq!(
+        r.status,
+        204,
+        "{}: {}",
+        String::from_utf8_lossy(&r.body),
+        clone.stderr()
+    );
+    let info = clone.client.get("vm.info").json();
+    assert_eq!(info["state"], "Paused");
+    assert_eq!(info["config"]["memory"]["size"], 33554432);
+    assert_eq!(clone.client.put("vm.resume", None).status, 204);
+    let r = wait_reports(&mut clone, 2);
+    (clone, r)
+}
+
+fn file_digest(path: &Path) -> (u64, u64) {
+    // FNV-1a over the file: enough to see a single changed byte.
+    let bytes = std::fs::read(path).unwrap();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in &bytes {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+    }
+    (bytes.len() as u64, h)
+}
+
+#[test]
+fn cow_clones_continue_from_the_snapshot_independently() {
+    if !kvm_available("cow_clones_continue_from_the_snapshot_independently") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_source, n) = make_template(dir.path());
+    let template = dir.path().join("template");
+    let memory = template.join("memory.bin");
+    let before = file_digest(&memory);
+    let clones: Vec<_> = (0..3).map(|_| fork(&template, "cow")).collect();
+    for (clone, r) in &clones {
+        // Each clone's first report continues the template's count: it resumed from N.
+        assert_eq!(
+            &r[..2],
+            &[n + 1, n + 2],
+            "clone {}: {r:?}",
+            clone.child.id()
+        );
+    }
+    // Let the clones run on (each writes its own stack and registers) and check again.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        file_digest(&memory),
+        before,
+        "the template memory file changed"
+    );
+}
+
+#[test]
+fn ondemand_and_copy_clones_continue_from_the_snapshot() {
+    if !kvm_available("ondemand_and_copy_clones_continue_from_the_snapshot") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_source, n) = make_template(dir.path());
+    let template = dir.path().join("template");
+    for mode in ["ondemand", "copy"] {
+        let (_clone, r) = fork(&template, mode);
+        assert_eq!(&r[..2], &[n + 1, n + 2], "{mode}: {r:?}");
+    }
+}
+
+fn corrupt(template: &Path, how: &str) -> PathBuf {
+    let copy = template.with_file_name(format!("broken-{how}"));
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in ["state.bin", "memory.bin"] {
+        std::fs::copy(template.join(f), copy.join(f)).unwrap();
+    }
+    let state = copy.join("state.bin");
+    let mut bytes = std::fs::read(&state).unwrap();
+    match how {
+        "truncated" => bytes.truncate(bytes.len() / 2),
+        "flipped" => {
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0x40;
+        }
+        // Version field right after the 8-byte magic; its header checksum fails too, so the
+        // error must still be a clear refusal.
+        "future-version" => bytes[8] = 0x7f,
+        "no-memory" => std::fs::remove_file(copy.join("memory.bin")).unwrap(),
+        _ => unreachable!(),
+    }
+    std::fs::write(&state, bytes).unwrap();
+    copy
+}
+
+#[test]
+fn broken_templates_are_refused_naming_the_problem() {
+    if !kvm_available("broken_templates_are_refused_naming_the_problem") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_source, _) = make_template(dir.path());
+    let template = dir.path().join("template");
+    for how in ["truncated", "flipped", "future-version", "no-memory"] {
+        let broken = corrupt(&template, how);
+        let mut vmm = ApiVmm::start();
+        let body = format!(r#"{{"source_url":"file://{}"}}"#, broken.display());
+        let r = vmm.client.put("vm.restore", Some(&body));
+        assert_eq!(r.status, 400, "{how}: {}", String::from_utf8_lossy(&r.body));
+        let json = r.json();
+        assert_eq!(json["field"], "source_url", "{how}: {json}");
+        assert!(json["reason"].as_str().unwrap().len() > 10, "{how}: {json}");
+        // Nothing half-running: no VM, the VMM still answers, and a good restore works after.
+        assert_eq!(vmm.client.get("vm.info").status, 409, "{how}");
+        let good = format!(r#"{{"source_url":"file://{}"}}"#, template.display());
+        assert_eq!(
+            vmm.client.put("vm.restore", Some(&good)).status,
+            204,
+            "{how}: {}",
+            vmm.stderr()
+        );
+    }
+    let mut vmm = ApiVmm::start();
+    let r = vmm
+        .client
+        .put("vm.restore", Some(r#"{"source_url":"http://example/x"}"#));
+    assert_eq!(
+        (r.status, r.json()["field"].as_str()),
+        (400, Some("source_url"))
+    );
+}

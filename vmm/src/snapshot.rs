@@ -1,0 +1,210 @@
+//! `vm.snapshot` and `vm.restore`: a paused VM captured into a template directory (the
+//! `revenant-template` format), and a paused VM rebuilt from one in a fresh process, its
+//! memory copied, mapped copy-on-write from the template (forks share untouched pages), or
+//! loaded on first touch.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use revenant_template::{
+    open_template, save_template, GuestRegionRef, PageScan, RestoreMode, SaveOptions,
+    SnapshotOptions, TemplateManifest,
+};
+use serde::{Deserialize, Serialize};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
+
+use crate::boot::cpuid::CpuProfile;
+use crate::config::VmConfig;
+use crate::devices::exit::ExitSignal;
+use crate::vm::{spawn_vcpu_threads, Devices, DevicesState, Vm, VmError};
+use crate::vstate::memory::{GuestMemoryMmap, GuestRegionMmap};
+use crate::vstate::persist::{KvmVmState, VcpuState};
+use crate::vstate::run_control::{install_kick_handler, RunControl};
+use crate::vstate::vcpu::{ExitCounters, Vcpu};
+use crate::vstate::vm_fd::create_vm;
+
+/// Everything besides guest memory that a template holds.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VmSnapshot {
+    pub kvm: KvmVmState,
+    pub vcpus: Vec<VcpuState>,
+    pub devices: DevicesState,
+    pub cpu_profile: CpuProfile,
+    pub has_pit: bool,
+}
+
+/// How a restored VM gets its memory (`memory_restore_mode` in `vm.restore`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemoryRestoreMode {
+    /// Read the whole memory file into private memory.
+    Copy,
+    /// Map the memory file MAP_PRIVATE: untouched pages stay shared by every clone.
+    #[default]
+    Cow,
+    /// userfaultfd: each page is read from the memory file when first touched.
+    Ondemand,
+}
+
+impl From<MemoryRestoreMode> for RestoreMode {
+    fn from(m: MemoryRestoreMode) -> Self {
+        match m {
+            MemoryRestoreMode::Copy => RestoreMode::Copy,
+            MemoryRestoreMode::Cow => RestoreMode::Cow,
+            MemoryRestoreMode::Ondemand => RestoreMode::OnDemand,
+        }
+    }
+}
+
+impl Vm {
+    /// Writes this (paused) VM into the template directory `dir`.
+    pub fn snapshot(&self, dir: &Path, config: &VmConfig) -> Result<TemplateManifest, VmError> {
+        let vcpus = self
+            .vcpus
+            .iter()
+            .map(|v| {
+                v.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .save_state(&self.kvm.kvm)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let state = VmSnapshot {
+            kvm: KvmVmState::save(&self.kvm.fd, self.has_pit)?,
+            vcpus,
+            devices: DevicesState {
+                serial: self
+                    .serial
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .snapshot(),
+                wake_status: self.wake_status.load(Ordering::SeqCst),
+            },
+            cpu_profile: self.cpu_profile,
+            has_pit: self.has_pit,
+        };
+        let regions = self
+            .memory
+            .iter()
+            .map(|r| {
+                let host = r.get_host_address(MemoryRegionAddress(0)).map_err(|e| {
+                    VmError::Snapshot(format!("guest region at {:#x}: {e}", r.start_addr().0))
+                })?;
+                // SAFETY: the region is a live mapping of `r.len()` bytes owned by this VM,
+                // which outlives the call; the vCPUs are paused, so nothing writes it meanwhile.
+                Ok(unsafe {
+                    GuestRegionRef::from_raw_parts(r.start_addr().0, host, r.len() as usize)
+                })
+            })
+            .collect::<Result<Vec<_>, VmError>>()?;
+        let opts = SnapshotOptions {
+            memory: SaveOptions {
+                // A restored VM's memory is a file mapping whose untouched pages still hold
+                // template data: pagemap can't see those, so read every page.
+                scan: if self.template_memory.is_some() {
+                    PageScan::AllPages
+                } else {
+                    PageScan::Pagemap
+                },
+                ..SaveOptions::default()
+            },
+            ..SnapshotOptions::default()
+        };
+        let source = serde_json::to_value(config).map_err(|e| VmError::Snapshot(e.to_string()))?;
+        Ok(save_template(dir, &regions, &state, &source, &opts)?)
+    }
+
+    /// Builds a paused VM from the template in `dir`; returns it with the source VM's
+    /// configuration. Nothing is left running if any step fails.
+    pub fn restore(
+        dir: &Path,
+        mode: MemoryRestoreMode,
+        exit: ExitSignal,
+    ) -> Result<(Vm, VmConfig), VmError> {
+        let template = open_template::<VmSnapshot>(dir)?;
+        let config: VmConfig = template
+            .manifest
+            .source_config()
+            .and_then(serde_json::from_value)
+            .map_err(|e| {
+                VmError::Snapshot(format!(
+                    "the template's VM configuration is unreadable: {e}"
+                ))
+            })?;
+        let state = &template.vm_state;
+        if state.vcpus.is_empty() || state.vcpus.len() > usize::from(u8::MAX) {
+            return Err(VmError::Snapshot(format!(
+                "the template has {} vCPUs",
+                state.vcpus.len()
+            )));
+        }
+        install_kick_handler()?;
+        let threads = spawn_vcpu_threads(state.vcpus.len() as u8)?;
+        let mapping = template.map_memory(mode.into())?;
+        let memory = guest_memory_over(&mapping)?;
+        let kvm = create_vm(&memory, state.has_pit)?;
+        state.kvm.restore(&kvm.fd)?;
+        // A clone is a new VM: a new generation ID tells its guest to reseed what it shares
+        // with its siblings (ACPI VMGenID).
+        crate::boot::acpi::write_generation_id(&memory)?;
+
+        let control = Arc::new(RunControl::default());
+        // Restored VMs come up paused (kata expects "Paused" after vm.restore).
+        control.request_pause();
+        let devices = Devices::build(&config, &kvm, &exit, &control, Some(&state.devices))?;
+        let counters = Arc::new(ExitCounters::default());
+        let ctx = devices.vcpu_context(exit, &control, &counters);
+        let mut vcpus = Vec::with_capacity(state.vcpus.len());
+        for saved in &state.vcpus {
+            let vcpu = Vcpu::new(&kvm.fd, saved.id, ctx.clone())?;
+            vcpu.restore_state(saved)?;
+            vcpus.push(vcpu);
+        }
+        let vm = Vm::assemble(
+            control,
+            counters,
+            devices,
+            state.cpu_profile,
+            state.has_pit,
+            kvm,
+            memory,
+            Some(mapping),
+            threads,
+            vcpus,
+        )?;
+        vm.pause()?;
+        Ok((vm, config))
+    }
+}
+
+/// A `GuestMemoryMmap` over the template crate's mappings (which keep ownership).
+fn guest_memory_over(
+    mapping: &revenant_template::GuestMemoryMapping,
+) -> Result<GuestMemoryMmap, VmError> {
+    let regions = mapping
+        .regions()
+        .iter()
+        .map(|r| {
+            // SAFETY: the mapping stays alive as long as the Vm (it is stored next to the
+            // memory and dropped after it); build_raw only records the pointer and never
+            // unmaps it.
+            let raw = unsafe {
+                vm_memory::MmapRegion::build_raw(
+                    r.as_ptr(),
+                    r.len(),
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE,
+                )
+            }
+            .map_err(|e| VmError::Snapshot(format!("cannot use the restored memory: {e}")))?;
+            GuestRegionMmap::new(raw, GuestAddress(r.guest_addr())).ok_or_else(|| {
+                VmError::Snapshot(format!(
+                    "restored region at {:#x} overflows",
+                    r.guest_addr()
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    GuestMemoryMmap::from_regions(regions)
+        .map_err(|e| VmError::Snapshot(format!("restored memory layout: {e}")))
+}
