@@ -437,6 +437,65 @@ pub fn long_mode_cpuid() -> Vec<u8> {
     assemble(&mut a, LONG_MODE_BASE)
 }
 
+/// Guest-physical address of the VMGenID buffer (`revenant_acpi::platform::VMGENID_ADDR`).
+pub const VMGENID_ADDR: u64 = 0x000e_ff00;
+/// What [`long_mode_vmgenid_watcher`] reports when it sees a new generation ID.
+pub const VMGENID_CHANGED: u32 = 0x6e_e7;
+
+/// 64-bit guest that first fills `fill_pages` pages from [`WORKLOAD_BASE`] (so a snapshot of
+/// it has that much data), then watches the VMGenID buffer at CPL3. Each time the ID changes
+/// (every clone gets a new one at restore) it reports [`VMGENID_CHANGED`] through its #UD
+/// handler and goes on watching. A clone's first report therefore marks the moment it ran.
+pub fn long_mode_vmgenid_watcher(fill_pages: u64) -> Vec<u8> {
+    let mut a = CodeAssembler::new(64).expect("64-bit assembler");
+    let build = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+        let mut user = a.create_label();
+        let mut service = a.create_label();
+        enter_user_mode(a, user, service)?;
+
+        a.set_label(&mut user)?;
+        a.mov(rsi, WORKLOAD_BASE)?;
+        a.mov(rcx, fill_pages * 512)?;
+        a.mov(rax, PATTERN_MULTIPLIER)?;
+        let mut fill = a.create_label();
+        let mut filled = a.create_label();
+        a.test(rcx, rcx)?;
+        a.jz(filled)?;
+        a.set_label(&mut fill)?;
+        a.mov(qword_ptr(rsi), rax)?;
+        a.add(rsi, 8)?;
+        a.dec(rcx)?;
+        a.jnz(fill)?;
+        a.set_label(&mut filled)?;
+        a.nop()?; // iced allows one label per instruction
+        let mut watch = a.create_label();
+        let mut wait = a.create_label();
+        let mut changed = a.create_label();
+        a.set_label(&mut watch)?;
+        a.mov(rdi, VMGENID_ADDR)?;
+        a.mov(rbx, qword_ptr(rdi))?;
+        a.mov(r12, qword_ptr(rdi + 8))?;
+        a.set_label(&mut wait)?;
+        a.pause()?;
+        a.cmp(qword_ptr(rdi), rbx)?;
+        a.jne(changed)?;
+        a.cmp(qword_ptr(rdi + 8), r12)?;
+        a.je(wait)?;
+        a.set_label(&mut changed)?;
+        a.ud2()?;
+        a.jmp(watch)?;
+
+        // CPL0: report, return past the UD2.
+        a.set_label(&mut service)?;
+        report(a, VMGENID_CHANGED)?;
+        a.add(qword_ptr(rsp), 2)?;
+        a.iretq()?;
+        Ok(())
+    };
+    build(&mut a).expect("vmgenid watcher guest");
+    assemble(&mut a, LONG_MODE_BASE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

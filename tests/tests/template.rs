@@ -62,6 +62,11 @@ fn make_template(dir: &Path) -> (ApiVmm, u64) {
 /// Restores the template in a fresh VMM with `mode`, checks it is Paused, resumes it and
 /// returns its first reports.
 fn fork(template: &Path, mode: &str) -> (ApiVmm, Vec<u64>) {
+    fork_until(template, mode, 2)
+}
+
+/// Like [`fork`], waiting for `reports` reports.
+fn fork_until(template: &Path, mode: &str, reports: usize) -> (ApiVmm, Vec<u64>) {
     let mut clone = ApiVmm::start();
     let body = format!(
         r#"{{"source_url":"file://{}","memory_restore_mode":"{mode}"}}"#,
@@ -79,7 +84,7 @@ fn fork(template: &Path, mode: &str) -> (ApiVmm, Vec<u64>) {
     assert_eq!(info["state"], "Paused");
     assert_eq!(info["config"]["memory"]["size"], 33554432);
     assert_eq!(clone.client.put("vm.resume", None).status, 204);
-    let r = wait_reports(&mut clone, 2);
+    let r = wait_reports(&mut clone, reports);
     (clone, r)
 }
 
@@ -194,5 +199,40 @@ fn broken_templates_are_refused_naming_the_problem() {
     assert_eq!(
         (r.status, r.json()["field"].as_str()),
         (400, Some("source_url"))
+    );
+}
+
+#[test]
+fn every_clone_gets_a_new_vm_generation_id() {
+    if !kvm_available("every_clone_gets_a_new_vm_generation_id") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut source = ApiVmm::start();
+    let image = write_guest(
+        dir.path(),
+        "watcher.bin",
+        &guests::long_mode_vmgenid_watcher(0),
+    );
+    let body = format!(
+        r#"{{"memory":{{"size":33554432}},"payload":{{"test_guest":{{"path":"{}","mode":"long"}}}},"serial":{{"mode":"Off"}}}}"#,
+        image.display()
+    );
+    assert_eq!(source.client.put("vm.create", Some(&body)).status, 204);
+    assert_eq!(source.client.put("vm.boot", None).status, 204);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(source.client.put("vm.pause", None).status, 204);
+    let template = dir.path().join("template");
+    let url = format!(r#"{{"destination_url":"file://{}"}}"#, template.display());
+    assert_eq!(source.client.put("vm.snapshot", Some(&url)).status, 204);
+    // The source keeps its ID: resumed, it sees no change and reports nothing.
+    assert_eq!(source.client.put("vm.resume", None).status, 204);
+    // The clone's first report is the watcher noticing a new ID, written at restore.
+    let (_clone, r) = fork_until(&template, "cow", 1);
+    assert_eq!(r, vec![u64::from(guests::VMGENID_CHANGED)]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        reports(&mut source).is_empty(),
+        "the source VM's generation ID changed"
     );
 }

@@ -1,0 +1,216 @@
+//! `scripts/bench fork`: fork latency from a template, per restore mode, with and without a
+//! pool of ready VMM processes; snapshot time; private memory per idle clone.
+//!
+//! The template is the VMGenID-watcher guest (tests/src/guests.rs): it reports the moment it
+//! sees a new generation ID, which every clone gets at restore. So "fork latency" is from
+//! sending `vm.restore` (pool: the VMM process is already up, as in a kata factory) or from
+//! spawning the process (no pool), through `vm.resume`, to the clone's first report on the
+//! VMM's stderr: the clone has run guest instructions by then.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use revenant_tests::api_client::ApiClient;
+use revenant_tests::bins::binary;
+use revenant_tests::guests;
+
+const GUEST_MEMORY: u64 = 128 << 20;
+
+fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Vmm {
+    child: Child,
+    client: ApiClient,
+    reports: Receiver<Instant>,
+}
+
+impl Vmm {
+    fn spawn(dir: &Path, name: &str) -> Vmm {
+        let socket = dir.join(format!("{name}.sock"));
+        let mut child = Command::new(binary("revenant"))
+            .arg("--api-socket")
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn revenant");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, reports) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("revenant: test-report") && tx.send(Instant::now()).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut client = ApiClient::new(&socket);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Poll tightly: this measures the VMM, not a poller's period.
+        while !socket.exists() || client.request("GET", "vmm.ping", None).is_err() {
+            assert!(Instant::now() < deadline, "VMM did not come up");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Vmm {
+            child,
+            client,
+            reports,
+        }
+    }
+
+    fn restore_and_resume(&mut self, template: &Path, mode: &str) {
+        let body = format!(
+            r#"{{"source_url":"file://{}","memory_restore_mode":"{mode}"}}"#,
+            template.display()
+        );
+        let r = self.client.put("vm.restore", Some(&body));
+        assert_eq!(
+            r.status,
+            204,
+            "restore: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(self.client.put("vm.resume", None).status, 204);
+    }
+
+    fn first_report(&self) -> Instant {
+        self.reports
+            .recv_timeout(Duration::from_secs(20))
+            .expect("clone never reported")
+    }
+}
+
+impl Drop for Vmm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Boots the watcher with `fill_mib` MiB of data, pauses it, snapshots it to `dir`; returns
+/// the snapshot time in ms.
+fn make_template(work: &Path, dir: &Path, fill_mib: u64) -> f64 {
+    let image = work.join(format!("watcher-{fill_mib}.bin"));
+    std::fs::write(&image, guests::long_mode_vmgenid_watcher(fill_mib << 8)).expect("guest");
+    let mut vmm = Vmm::spawn(work, &format!("template-{fill_mib}"));
+    let body = format!(
+        r#"{{"memory":{{"size":{GUEST_MEMORY}}},"payload":{{"test_guest":{{"path":"{}","mode":"long"}}}},"serial":{{"mode":"Off"}}}}"#,
+        image.display()
+    );
+    assert_eq!(vmm.client.put("vm.create", Some(&body)).status, 204);
+    assert_eq!(vmm.client.put("vm.boot", None).status, 204);
+    // Filling runs natively at CPL3; give it ample time to reach the watch loop.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(vmm.client.put("vm.pause", None).status, 204);
+    let url = format!(r#"{{"destination_url":"file://{}"}}"#, dir.display());
+    let start = Instant::now();
+    let r = vmm.client.put("vm.snapshot", Some(&url));
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(
+        r.status,
+        204,
+        "snapshot: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    ms
+}
+
+fn private_kib(pid: u32) -> u64 {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    rollup
+        .lines()
+        .filter(|l| l.starts_with("Private_Clean:") || l.starts_with("Private_Dirty:"))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
+fn main() {
+    let forks = env_count("FORKS", 200);
+    let other = env_count("FORKS_OTHER", 30);
+    let idle = env_count("IDLE_CLONES", 100);
+    let shm = PathBuf::from(std::env::var("TEMPLATE_DIR").unwrap_or_else(|_| "/dev/shm".into()));
+    let work = tempfile::tempdir().expect("tempdir");
+    let templates = tempfile::tempdir_in(&shm).expect("template dir on tmpfs");
+    let full = templates.path().join("full");
+    let sparse = templates.path().join("sparse");
+
+    eprintln!(
+        "making templates (128 MiB guest; 120 MiB of data, and 0 MiB) in {}",
+        shm.display()
+    );
+    let snapshot_ms = make_template(work.path(), &full, 120);
+    let snapshot_sparse_ms = make_template(work.path(), &sparse, 0);
+    eprintln!(
+        "snapshot: {snapshot_ms:.1} ms with 120 MiB of data, {snapshot_sparse_ms:.1} ms sparse"
+    );
+
+    let mut results: Vec<(String, f64)> = Vec::new();
+    let fork_samples = |mode: &str, n: usize, pool: bool| -> Vec<f64> {
+        let mut samples = Vec::with_capacity(n);
+        for i in 0..n {
+            let spawned = Instant::now();
+            let mut vmm = Vmm::spawn(work.path(), &format!("{mode}-{i}"));
+            let sent = Instant::now();
+            vmm.restore_and_resume(&full, mode);
+            let ran = vmm.first_report();
+            let from = if pool { sent } else { spawned };
+            samples.push((ran - from).as_secs_f64() * 1e3);
+        }
+        eprintln!(
+            "{mode} ({}): p50 {:.3} ms, p99 {:.3} ms over {n}",
+            if pool { "pool" } else { "no pool" },
+            percentile(samples.clone(), 0.5),
+            percentile(samples.clone(), 0.99)
+        );
+        samples
+    };
+    let cow = fork_samples("cow", forks, true);
+    results.push(("fork_p50_ms".into(), percentile(cow.clone(), 0.5)));
+    results.push(("fork_p99_ms".into(), percentile(cow.clone(), 0.99)));
+    results.push(("cow_p50_ms".into(), percentile(cow, 0.5)));
+    for mode in ["ondemand", "copy"] {
+        let s = fork_samples(mode, other, true);
+        results.push((format!("{mode}_p50_ms"), percentile(s, 0.5)));
+    }
+    let nopool = fork_samples("cow", other, false);
+    results.push(("nopool_p50_ms".into(), percentile(nopool, 0.5)));
+
+    eprintln!("starting {idle} idle cow clones");
+    let clones: Vec<Vmm> = (0..idle)
+        .map(|i| {
+            let mut vmm = Vmm::spawn(work.path(), &format!("idle-{i}"));
+            vmm.restore_and_resume(&full, "cow");
+            vmm.first_report();
+            vmm
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let private: Vec<u64> = clones.iter().map(|c| private_kib(c.child.id())).collect();
+    let per_clone_mib = private.iter().sum::<u64>() as f64 / private.len().max(1) as f64 / 1024.0;
+    eprintln!(
+        "private memory per idle clone: {per_clone_mib:.3} MiB (Private_Clean + Private_Dirty)"
+    );
+    drop(clones);
+
+    results.push(("snapshot_ms".into(), snapshot_ms));
+    results.push(("snapshot_sparse_ms".into(), snapshot_sparse_ms));
+    results.push(("private_mib_per_clone".into(), per_clone_mib));
+    let body: Vec<String> = results
+        .iter()
+        .map(|(k, v)| format!("\"{k}\": {v:.3}"))
+        .collect();
+    println!("{{{}}}", body.join(", "));
+}
