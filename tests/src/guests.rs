@@ -496,6 +496,37 @@ pub fn long_mode_vmgenid_watcher(fill_pages: u64) -> Vec<u8> {
     assemble(&mut a, LONG_MODE_BASE)
 }
 
+/// 64-bit guest that fills `fill_pages` pages from [`WORKLOAD_BASE`] at CPL3, reports 0x1d1e
+/// through its #UD handler and then halts there with interrupts off: an idle VM that costs no
+/// CPU (the vCPU sleeps in the in-kernel LAPIC), for density measurements.
+pub fn long_mode_fill_then_idle(fill_pages: u64) -> Vec<u8> {
+    let mut a = CodeAssembler::new(64).expect("64-bit assembler");
+    let build = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+        let mut user = a.create_label();
+        let mut service = a.create_label();
+        enter_user_mode(a, user, service)?;
+        a.set_label(&mut user)?;
+        a.mov(rsi, WORKLOAD_BASE)?;
+        a.mov(rcx, fill_pages * 512 + 1)?;
+        a.mov(rax, PATTERN_MULTIPLIER)?;
+        let mut fill = a.create_label();
+        a.set_label(&mut fill)?;
+        a.mov(qword_ptr(rsi), rax)?;
+        a.add(rsi, 8)?;
+        a.dec(rcx)?;
+        a.jnz(fill)?;
+        a.ud2()?;
+        a.set_label(&mut service)?;
+        report(a, 0x1d1e)?;
+        let mut idle = a.create_label();
+        a.set_label(&mut idle)?;
+        a.hlt()?;
+        a.jmp(idle)
+    };
+    build(&mut a).expect("fill-then-idle guest");
+    assemble(&mut a, LONG_MODE_BASE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
