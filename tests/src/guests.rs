@@ -128,23 +128,8 @@ fn enter_user_mode(
         (fault_gp, VECTOR_GP),
         (fault_pf, VECTOR_PF),
     ] {
-        // 64-bit interrupt gate: offset 15:0, selector, type 0x8e (present, DPL0), offset
-        // 31:16, offset 63:32, reserved.
-        a.lea(rax, ptr(label))?;
-        a.mov(rbx, IDT_BASE + vector * 16)?;
-        a.mov(word_ptr(rbx), ax)?;
-        a.mov(word_ptr(rbx + 2), 0x10u32)?;
-        a.mov(word_ptr(rbx + 4), 0x8e00u32)?;
-        a.shr(rax, 16)?;
-        a.mov(word_ptr(rbx + 6), ax)?;
-        a.shr(rax, 16)?;
-        a.mov(dword_ptr(rbx + 8), eax)?;
-        a.mov(dword_ptr(rbx + 12), 0u32)?;
+        install_gate(a, vector, label)?;
     }
-    a.mov(rbx, IDTR_ADDR)?;
-    a.mov(word_ptr(rbx), (256 * 16 - 1) as u32)?;
-    a.mov(qword_ptr(rbx + 2), IDT_BASE as i32)?;
-    a.lidt(ptr(rbx))?;
     a.lea(rax, ptr(user))?;
     a.push(USER_SS as i32)?;
     a.push(USER_STACK as i32)?;
@@ -332,9 +317,28 @@ pub fn real_mode_sleeper(rounds: u8) -> Vec<u8> {
     assemble(&mut a, 0)
 }
 
+/// CPL3 code writing one u64 of the pattern to each word of `pages` pages from
+/// [`WORKLOAD_BASE`] (clobbers RAX, RCX, RSI).
+fn fill_pages(a: &mut CodeAssembler, pages: u64) -> Result<(), IcedError> {
+    if pages == 0 {
+        return Ok(());
+    }
+    a.mov(rsi, WORKLOAD_BASE)?;
+    a.mov(rcx, pages * 512)?;
+    a.mov(rax, PATTERN_MULTIPLIER)?;
+    let mut fill = a.create_label();
+    a.set_label(&mut fill)?;
+    a.mov(qword_ptr(rsi), rax)?;
+    a.add(rsi, 8)?;
+    a.dec(rcx)?;
+    a.jnz(fill)
+}
+
 /// Installs one IDT gate (64-bit interrupt gate, DPL0) for `vector` pointing at `handler`
 /// and loads the IDT.
 fn install_gate(a: &mut CodeAssembler, vector: u64, handler: CodeLabel) -> Result<(), IcedError> {
+    // 64-bit interrupt gate: offset 15:0, selector, type 0x8e (present, DPL0), offset
+    // 31:16, offset 63:32, reserved.
     a.lea(rax, ptr(handler))?;
     a.mov(rbx, IDT_BASE + vector * 16)?;
     a.mov(word_ptr(rbx), ax)?;
@@ -446,7 +450,7 @@ pub const VMGENID_CHANGED: u32 = 0x6e_e7;
 /// it has that much data), then watches the VMGenID buffer at CPL3. Each time the ID changes
 /// (every clone gets a new one at restore) it reports [`VMGENID_CHANGED`] through its #UD
 /// handler and goes on watching. A clone's first report therefore marks the moment it ran.
-pub fn long_mode_vmgenid_watcher(fill_pages: u64) -> Vec<u8> {
+pub fn long_mode_vmgenid_watcher(fill_pages_count: u64) -> Vec<u8> {
     let mut a = CodeAssembler::new(64).expect("64-bit assembler");
     let build = |a: &mut CodeAssembler| -> Result<(), IcedError> {
         let mut user = a.create_label();
@@ -454,20 +458,8 @@ pub fn long_mode_vmgenid_watcher(fill_pages: u64) -> Vec<u8> {
         enter_user_mode(a, user, service)?;
 
         a.set_label(&mut user)?;
-        a.mov(rsi, WORKLOAD_BASE)?;
-        a.mov(rcx, fill_pages * 512)?;
-        a.mov(rax, PATTERN_MULTIPLIER)?;
-        let mut fill = a.create_label();
-        let mut filled = a.create_label();
-        a.test(rcx, rcx)?;
-        a.jz(filled)?;
-        a.set_label(&mut fill)?;
-        a.mov(qword_ptr(rsi), rax)?;
-        a.add(rsi, 8)?;
-        a.dec(rcx)?;
-        a.jnz(fill)?;
-        a.set_label(&mut filled)?;
         a.nop()?; // iced allows one label per instruction
+        fill_pages(a, fill_pages_count)?;
         let mut watch = a.create_label();
         let mut wait = a.create_label();
         let mut changed = a.create_label();
@@ -499,22 +491,15 @@ pub fn long_mode_vmgenid_watcher(fill_pages: u64) -> Vec<u8> {
 /// 64-bit guest that fills `fill_pages` pages from [`WORKLOAD_BASE`] at CPL3, reports 0x1d1e
 /// through its #UD handler and then halts there with interrupts off: an idle VM that costs no
 /// CPU (the vCPU sleeps in the in-kernel LAPIC), for density measurements.
-pub fn long_mode_fill_then_idle(fill_pages: u64) -> Vec<u8> {
+pub fn long_mode_fill_then_idle(fill_pages_count: u64) -> Vec<u8> {
     let mut a = CodeAssembler::new(64).expect("64-bit assembler");
     let build = |a: &mut CodeAssembler| -> Result<(), IcedError> {
         let mut user = a.create_label();
         let mut service = a.create_label();
         enter_user_mode(a, user, service)?;
         a.set_label(&mut user)?;
-        a.mov(rsi, WORKLOAD_BASE)?;
-        a.mov(rcx, fill_pages * 512 + 1)?;
-        a.mov(rax, PATTERN_MULTIPLIER)?;
-        let mut fill = a.create_label();
-        a.set_label(&mut fill)?;
-        a.mov(qword_ptr(rsi), rax)?;
-        a.add(rsi, 8)?;
-        a.dec(rcx)?;
-        a.jnz(fill)?;
+        a.nop()?; // iced allows one label per instruction
+        fill_pages(a, fill_pages_count)?;
         a.ud2()?;
         a.set_label(&mut service)?;
         report(a, 0x1d1e)?;

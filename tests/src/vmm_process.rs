@@ -139,3 +139,24 @@ pub fn test_reports(stderr: &str) -> Vec<u32> {
         .filter_map(|v| u32::from_str_radix(v.trim().trim_start_matches("0x"), 16).ok())
         .collect()
 }
+
+/// A `vm.create` body for a raw test guest: `memory` bytes, CPU `mode` (`real`/`long`),
+/// serial `serial` (`Tty`, `Off`, ...); `extra` is more JSON members, e.g.
+/// `"sleep_mode":"sz"`, or empty.
+pub fn test_guest_config(
+    image: &Path,
+    mode: &str,
+    memory: u64,
+    serial: &str,
+    extra: &str,
+) -> String {
+    let extra = if extra.is_empty() {
+        String::new()
+    } else {
+        format!(",{extra}")
+    };
+    format!(
+        r#"{{"memory":{{"size":{memory}}},"payload":{{"test_guest":{{"path":"{}","mode":"{mode}"}}}},"serial":{{"mode":"{serial}"}}{extra}}}"#,
+        image.display()
+    )
+}

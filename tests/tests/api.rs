@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use revenant_tests::guests;
 use revenant_tests::skip::kvm_available;
-use revenant_tests::vmm_process::{write_guest, ApiVmm};
+use revenant_tests::vmm_process::{test_guest_config, write_guest, ApiVmm};
 
 fn hello_config(vmm: &ApiVmm) -> String {
     let image = write_guest(vmm.dir.path(), "halt.bin", &guests::real_mode_halt());
@@ -258,10 +258,7 @@ fn guest_reset_is_reported_as_shutdown() {
         "hello.bin",
         &guests::real_mode_hello("bye\n"),
     );
-    let body = format!(
-        r#"{{"memory":{{"size":16777216}},"payload":{{"test_guest":{{"path":"{}","mode":"real"}}}},"serial":{{"mode":"Tty"}}}}"#,
-        image.display()
-    );
+    let body = test_guest_config(&image, "real", 16777216, "Tty", "");
     assert_eq!(vmm.client.put("vm.create", Some(&body)).status, 204);
     assert_eq!(vmm.client.put("vm.boot", None).status, 204);
     let start = std::time::Instant::now();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use revenant_tests::guests;
 use revenant_tests::skip::{host_is_pvm, kvm_available, skip};
-use revenant_tests::vmm_process::{write_guest, ApiVmm};
+use revenant_tests::vmm_process::{test_guest_config, write_guest, ApiVmm};
 
 const MISALIGNSSE: u32 = 1 << 7;
 const PV_UNHALT: u32 = 1 << 7;
@@ -17,9 +17,12 @@ const PV_SEND_IPI: u32 = 1 << 11;
 fn guest_cpuid(profile: &str) -> (String, Vec<u32>) {
     let mut vmm = ApiVmm::start();
     let image = write_guest(vmm.dir.path(), "cpuid.bin", &guests::long_mode_cpuid());
-    let body = format!(
-        r#"{{"memory":{{"size":16777216}},"payload":{{"test_guest":{{"path":"{}","mode":"long"}}}},"serial":{{"mode":"Off"}},"cpu_profile":"{profile}"}}"#,
-        image.display()
+    let body = test_guest_config(
+        &image,
+        "long",
+        16777216,
+        "Off",
+        &format!(r#""cpu_profile":"{profile}""#),
     );
     assert_eq!(vmm.client.put("vm.create", Some(&body)).status, 204);
     assert_eq!(vmm.client.get("vm.info").json()["cpu_profile"], profile);

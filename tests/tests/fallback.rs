@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use revenant_tests::guests;
 use revenant_tests::skip::{host_is_pvm, kvm_available};
-use revenant_tests::vmm_process::{run_direct, test_reports, write_guest, ApiVmm};
+use revenant_tests::vmm_process::{
+    run_direct, test_guest_config, test_reports, write_guest, ApiVmm,
+};
 
 #[test]
 fn refused_instructions_are_emulated_and_counted() {
@@ -20,10 +22,7 @@ fn refused_instructions_are_emulated_and_counted() {
         "fallbacks.bin",
         &guests::long_mode_fallbacks(true),
     );
-    let body = format!(
-        r#"{{"memory":{{"size":16777216}},"payload":{{"test_guest":{{"path":"{}","mode":"long"}}}},"serial":{{"mode":"Off"}}}}"#,
-        image.display()
-    );
+    let body = test_guest_config(&image, "long", 16777216, "Off", "");
     assert_eq!(vmm.client.put("vm.create", Some(&body)).status, 204);
     assert_eq!(vmm.client.put("vm.boot", None).status, 204);
     let start = std::time::Instant::now();

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use revenant_tests::guests;
 use revenant_tests::skip::kvm_available;
-use revenant_tests::vmm_process::{write_guest, ApiVmm};
+use revenant_tests::vmm_process::{test_guest_config, write_guest, ApiVmm};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -15,9 +15,12 @@ fn boot_sleeper(vmm: &mut ApiVmm, sleep_mode: &str, rounds: u8) {
         "sleeper.bin",
         &guests::real_mode_sleeper(rounds),
     );
-    let body = format!(
-        r#"{{"memory":{{"size":16777216}},"payload":{{"test_guest":{{"path":"{}","mode":"real"}}}},"serial":{{"mode":"Tty"}},"sleep_mode":"{sleep_mode}"}}"#,
-        image.display()
+    let body = test_guest_config(
+        &image,
+        "real",
+        16777216,
+        "Tty",
+        &format!(r#""sleep_mode":"{sleep_mode}""#),
     );
     assert_eq!(vmm.client.put("vm.create", Some(&body)).status, 204);
     assert_eq!(vmm.client.put("vm.boot", None).status, 204);
@@ -108,10 +111,7 @@ fn host_initiated_sleep_and_wake_continue_where_the_guest_was() {
     }
     let mut vmm = ApiVmm::start();
     let image = write_guest(vmm.dir.path(), "ticker.bin", &guests::long_mode_ticker(24));
-    let body = format!(
-        r#"{{"memory":{{"size":33554432}},"payload":{{"test_guest":{{"path":"{}","mode":"long"}}}},"serial":{{"mode":"Off"}}}}"#,
-        image.display()
-    );
+    let body = test_guest_config(&image, "long", 33554432, "Off", "");
     assert_eq!(vmm.client.put("vm.create", Some(&body)).status, 204);
     // Waking or sleeping a VM that isn't running/asleep is refused.
     assert_eq!(vmm.client.put("vm.wake", None).status, 409);

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use revenant_tests::guests;
 use revenant_tests::skip::kvm_available;
-use revenant_tests::vmm_process::{write_guest, ApiVmm};
+use revenant_tests::vmm_process::{test_guest_config, write_guest, ApiVmm};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -39,10 +39,7 @@ fn wait_reports(vmm: &mut ApiVmm, at_least: usize) -> Vec<u64> {
 fn make_template(dir: &Path) -> (ApiVmm, u64) {
     let mut vmm = ApiVmm::start();
     let image = write_guest(dir, "ticker.bin", &guests::long_mode_ticker(24));
-    let body = format!(
-        r#"{{"memory":{{"size":33554432}},"payload":{{"test_guest":{{"path":"{}","mode":"long"}}}},"serial":{{"mode":"Off"}}}}"#,
-        image.display()
-    );
+    let body = test_guest_config(&image, "long", 33554432, "Off", "");
     assert_eq!(vmm.client.put("vm.create", Some(&body)).status, 204);
     assert_eq!(vmm.client.put("vm.boot", None).status, 204);
     wait_reports(&mut vmm, 3);
@@ -214,10 +211,7 @@ fn every_clone_gets_a_new_vm_generation_id() {
         "watcher.bin",
         &guests::long_mode_vmgenid_watcher(0),
     );
-    let body = format!(
-        r#"{{"memory":{{"size":33554432}},"payload":{{"test_guest":{{"path":"{}","mode":"long"}}}},"serial":{{"mode":"Off"}}}}"#,
-        image.display()
-    );
+    let body = test_guest_config(&image, "long", 33554432, "Off", "");
     assert_eq!(source.client.put("vm.create", Some(&body)).status, 204);
     assert_eq!(source.client.put("vm.boot", None).status, 204);
     std::thread::sleep(Duration::from_millis(300));

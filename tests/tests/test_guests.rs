@@ -4,7 +4,9 @@ use std::time::{Duration, Instant};
 
 use revenant_tests::guests;
 use revenant_tests::skip::kvm_available;
-use revenant_tests::vmm_process::{run_direct, test_reports, write_guest, ApiVmm};
+use revenant_tests::vmm_process::{
+    run_direct, test_guest_config, test_reports, write_guest, ApiVmm,
+};
 
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 
@@ -121,10 +123,7 @@ fn paused_guest_makes_no_progress_until_resumed() {
     let mut vmm = ApiVmm::start();
     // A report every 2^24 iterations of a native CPL3 loop: several per second here.
     let image = write_guest(vmm.dir.path(), "ticker.bin", &guests::long_mode_ticker(24));
-    let body = format!(
-        r#"{{"memory":{{"size":33554432}},"payload":{{"test_guest":{{"path":"{}","mode":"long"}}}},"serial":{{"mode":"Off"}}}}"#,
-        image.display()
-    );
+    let body = test_guest_config(&image, "long", 33554432, "Off", "");
     assert_eq!(vmm.client.put("vm.create", Some(&body)).status, 204);
     assert_eq!(vmm.client.put("vm.boot", None).status, 204);
     let reports = |vmm: &mut ApiVmm| {

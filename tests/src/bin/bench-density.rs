@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use revenant_tests::api_client::ApiClient;
 use revenant_tests::bins::binary;
 use revenant_tests::guests;
+use revenant_tests::vmm_process::test_guest_config;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -64,10 +65,7 @@ fn main() {
     let image = work.path().join("idle.bin");
     std::fs::write(&image, guests::long_mode_fill_then_idle(fill_mib << 8)).expect("guest");
     let (mut source, mut client) = spawn(&work.path().join("source.sock")).expect("template VMM");
-    let body = format!(
-        r#"{{"memory":{{"size":134217728}},"payload":{{"test_guest":{{"path":"{}","mode":"long"}}}},"serial":{{"mode":"Off"}}}}"#,
-        image.display()
-    );
+    let body = test_guest_config(&image, "long", 134217728, "Off", "");
     assert_eq!(client.put("vm.create", Some(&body)).status, 204);
     assert_eq!(client.put("vm.boot", None).status, 204);
     let deadline = Instant::now() + Duration::from_secs(30);

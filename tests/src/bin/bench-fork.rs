@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use revenant_tests::api_client::ApiClient;
 use revenant_tests::bins::binary;
 use revenant_tests::guests;
+use revenant_tests::vmm_process::test_guest_config;
 
 const GUEST_MEMORY: u64 = 128 << 20;
 
@@ -106,10 +107,7 @@ fn make_template(work: &Path, dir: &Path, fill_mib: u64) -> f64 {
     let image = work.join(format!("watcher-{fill_mib}.bin"));
     std::fs::write(&image, guests::long_mode_vmgenid_watcher(fill_mib << 8)).expect("guest");
     let mut vmm = Vmm::spawn(work, &format!("template-{fill_mib}"));
-    let body = format!(
-        r#"{{"memory":{{"size":{GUEST_MEMORY}}},"payload":{{"test_guest":{{"path":"{}","mode":"long"}}}},"serial":{{"mode":"Off"}}}}"#,
-        image.display()
-    );
+    let body = test_guest_config(&image, "long", GUEST_MEMORY, "Off", "");
     assert_eq!(vmm.client.put("vm.create", Some(&body)).status, 204);
     assert_eq!(vmm.client.put("vm.boot", None).status, 204);
     // Filling runs natively at CPL3; give it ample time to reach the watch loop.

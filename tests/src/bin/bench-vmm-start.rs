@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use revenant_tests::api_client::ApiClient;
 use revenant_tests::bins::binary;
 use revenant_tests::guests;
-use revenant_tests::vmm_process::wait_with_timeout;
+use revenant_tests::vmm_process::{test_guest_config, wait_with_timeout};
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -93,10 +93,7 @@ fn idle_rss(revenant: &std::path::Path, dir: &std::path::Path) -> (u64, u64, u64
         assert!(Instant::now() < deadline, "API never came up");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let body = format!(
-        r#"{{"memory":{{"size":268435456}},"payload":{{"test_guest":{{"path":"{}","mode":"real"}}}},"serial":{{"mode":"Off"}}}}"#,
-        halt.display()
-    );
+    let body = test_guest_config(&halt, "real", 268435456, "Off", "");
     assert_eq!(client.put("vm.create", Some(&body)).status, 204);
     assert_eq!(client.put("vm.boot", None).status, 204);
     std::thread::sleep(Duration::from_millis(300));

@@ -62,18 +62,10 @@ pub fn boot_registers(
     entry: EntryPoint,
     mut sregs: kvm_sregs,
 ) -> Result<(kvm_regs, kvm_sregs, kvm_fpu), EntryError> {
-    let mut regs = kvm_regs {
-        rflags: RFLAGS_RESERVED,
-        ..Default::default()
-    };
-    let fpu = kvm_fpu {
-        fcw: FPU_FCW,
-        mxcsr: MXCSR_DEFAULT,
-        ..Default::default()
-    };
     if let EntryPoint::RealMode { .. } = entry {
         return Ok(real_mode_registers(entry, sregs));
     }
+    let (mut regs, fpu) = reset_registers();
 
     write_gdt(mem)?;
     sregs.gdt.base = GDT_ADDR;
@@ -118,15 +110,7 @@ pub fn real_mode_registers(
     entry: EntryPoint,
     mut sregs: kvm_sregs,
 ) -> (kvm_regs, kvm_sregs, kvm_fpu) {
-    let mut regs = kvm_regs {
-        rflags: RFLAGS_RESERVED,
-        ..Default::default()
-    };
-    let fpu = kvm_fpu {
-        fcw: FPU_FCW,
-        mxcsr: MXCSR_DEFAULT,
-        ..Default::default()
-    };
+    let (mut regs, fpu) = reset_registers();
     if let EntryPoint::RealMode { cs, ip } = entry {
         let data = real_mode_segment(cs, 0x3);
         sregs.cs = real_mode_segment(cs, 0xb);
@@ -140,6 +124,21 @@ pub fn real_mode_registers(
         regs.rsp = REAL_MODE_STACK;
     }
     (regs, sregs, fpu)
+}
+
+/// General-purpose and FPU registers as after reset: all zero but the reserved RFLAGS bit,
+/// the x87 control word and MXCSR.
+fn reset_registers() -> (kvm_regs, kvm_fpu) {
+    let regs = kvm_regs {
+        rflags: RFLAGS_RESERVED,
+        ..Default::default()
+    };
+    let fpu = kvm_fpu {
+        fcw: FPU_FCW,
+        mxcsr: MXCSR_DEFAULT,
+        ..Default::default()
+    };
+    (regs, fpu)
 }
 
 fn enter_long_mode(
