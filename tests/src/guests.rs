@@ -512,6 +512,29 @@ pub fn long_mode_fill_then_idle(fill_pages_count: u64) -> Vec<u8> {
     assemble(&mut a, LONG_MODE_BASE)
 }
 
+/// Guest-physical address of the Generic Event Device's event register
+/// (`revenant_acpi::platform::GED_MMIO_BASE`).
+pub const GED_MMIO_BASE: u64 = 0xf000_0000;
+
+/// 64-bit guest (CPL0) that reports 0xa0, then polls the GED event register until it reads
+/// a non-zero value, reports that value and resets.
+pub fn long_mode_ged_poller() -> Vec<u8> {
+    let mut a = CodeAssembler::new(64).expect("64-bit assembler");
+    let build = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+        report(a, 0xa0)?;
+        a.mov(rbx, GED_MMIO_BASE)?;
+        let mut poll = a.create_label();
+        a.set_label(&mut poll)?;
+        a.mov(eax, dword_ptr(rbx))?;
+        a.test(eax, eax)?;
+        a.jz(poll)?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        reset(a)
+    };
+    build(&mut a).expect("GED poller guest");
+    assemble(&mut a, LONG_MODE_BASE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -142,3 +142,43 @@ fn host_initiated_sleep_and_wake_continue_where_the_guest_was() {
     assert_eq!(info(&mut vmm), ("Running".into(), "S0".into()));
     wait_until(&mut vmm, "progress after wake", |v| reports(v) > asleep);
 }
+
+#[test]
+fn power_button_wakes_a_sleeping_guest_and_reaches_a_running_one_through_the_ged() {
+    if !kvm_available(
+        "power_button_wakes_a_sleeping_guest_and_reaches_a_running_one_through_the_ged",
+    ) {
+        return;
+    }
+    // Sleeping: the power button wakes it like vm.wake.
+    let mut vmm = ApiVmm::start();
+    boot_sleeper(&mut vmm, "s3", 2);
+    wait_until(&mut vmm, "S3", |v| info(v).0 == "Sleeping");
+    assert_eq!(vmm.client.put("vm.power-button", None).status, 204);
+    wait_until(&mut vmm, "power off after the wake", |v| {
+        info(v).0 == "Shutdown"
+    });
+    assert_eq!(vmm.stdout(), "1\nW2\n");
+    assert_eq!(
+        vmm.client.put("vm.power-button", None).status,
+        409,
+        "no VM running any more"
+    );
+
+    // Running: a GED event with the power-button bit, read (and cleared) by the guest.
+    let mut vmm = ApiVmm::start();
+    let image = write_guest(vmm.dir.path(), "ged.bin", &guests::long_mode_ged_poller());
+    let body = test_guest_config(&image, "long", 16777216, "Off", "");
+    assert_eq!(vmm.client.put("vm.create", Some(&body)).status, 204);
+    assert_eq!(vmm.client.put("vm.boot", None).status, 204);
+    wait_until(&mut vmm, "the poller", |v| {
+        v.client.get("vm.counters").json()["test_reports"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    });
+    assert_eq!(vmm.client.put("vm.power-button", None).status, 204);
+    wait_until(&mut vmm, "the guest's reset", |v| info(v).0 == "Shutdown");
+    let reports = revenant_tests::vmm_process::test_reports(&vmm.stderr());
+    // 0xa0, then the GED register with only the power-button bit (platform::GED_EVENT_POWER_BUTTON).
+    assert_eq!(reports, vec![0xa0, 1 << 2], "{}", vmm.stderr());
+}

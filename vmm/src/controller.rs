@@ -255,6 +255,16 @@ impl Controller {
         }));
     }
 
+    /// `vm.power-button`: wakes a sleeping VM, as a power button does; on a running VM it is
+    /// a power-button event for the guest (through the GED).
+    pub fn power_button(&mut self) -> Result<(), ControlError> {
+        match (&self.vm, self.state) {
+            (Some(_), VmState::Sleeping) => self.wake(),
+            (Some(vm), VmState::Running) => Ok(vm.press_power_button()?),
+            _ => Err(self.wrong_state("press the power button")),
+        }
+    }
+
     /// `vm.wake`: back to S0. A guest that slept on its own restarts at its waking vector.
     pub fn wake(&mut self) -> Result<(), ControlError> {
         let (Some(vm), Some(sleep)) = (&self.vm, self.sleep) else {

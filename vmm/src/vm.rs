@@ -15,7 +15,12 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::boot::cpuid::{CpuProfile, PVM_SAFE_LINUX_CMDLINE};
 use crate::boot::{acpi, linux, test_guest};
 use crate::config::{ConfigError, ConsoleMode, Payload, VmConfig};
-use revenant_acpi::platform::{ACPI_PORTS_LEN, FACS_ADDR, SLEEP_CONTROL_PORT};
+use revenant_acpi::platform::{
+    ACPI_PORTS_LEN, FACS_ADDR, GED_EVENT_POWER_BUTTON, GED_IRQ, GED_MMIO_BASE, GED_MMIO_LEN,
+    SLEEP_CONTROL_PORT,
+};
+
+use crate::devices::acpi::ged::GedNotifier;
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::devices::acpi::sleep::SleepDevice;
@@ -104,6 +109,7 @@ pub struct Vm {
     /// WAK_STS of the ACPI sleep status register.
     pub(crate) wake_status: Arc<AtomicBool>,
     pub(crate) serial: Arc<Mutex<SerialDevice>>,
+    pub(crate) ged: GedNotifier,
     pub(crate) cpu_profile: CpuProfile,
     pub(crate) has_pit: bool,
     pub(crate) kvm: KvmVm,
@@ -205,6 +211,7 @@ impl Vm {
             test_reports: devices.test_reports,
             wake_status: devices.wake_status,
             serial: devices.serial,
+            ged: devices.ged,
             cpu_profile,
             has_pit,
             kvm,
@@ -268,6 +275,16 @@ impl Vm {
             Some(v) => self.control.resume_at(v),
             None => self.control.resume(),
         }
+    }
+
+    /// Presses the (ACPI) power button: a GED event the guest's button driver sees.
+    pub fn press_power_button(&self) -> Result<(), VmError> {
+        self.ged
+            .notify(GED_EVENT_POWER_BUTTON)
+            .map_err(|source| VmError::Irq {
+                what: "GED",
+                source,
+            })
     }
 
     pub fn counters(&self) -> VmCounters {
@@ -360,6 +377,16 @@ impl StageTimer {
     }
 }
 
+/// An eventfd wired to interrupt `gsi` of the in-kernel IOAPIC.
+fn irqfd(kvm: &KvmVm, gsi: u32, what: &'static str) -> Result<EventFd, VmError> {
+    let irq = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| VmError::Irq { what, source })?;
+    kvm.fd.register_irqfd(&irq, gsi).map_err(|e| VmError::Irq {
+        what,
+        source: std::io::Error::from_raw_os_error(e.errno()),
+    })?;
+    Ok(irq)
+}
+
 /// Threads for `count` vCPUs, started early so their creation overlaps VM setup.
 pub(crate) fn spawn_vcpu_threads(count: u8) -> Result<Vec<VcpuThread>, VmError> {
     Ok((0..count)
@@ -370,6 +397,8 @@ pub(crate) fn spawn_vcpu_threads(count: u8) -> Result<Vec<VcpuThread>, VmError> 
 /// The VM's devices and what the VMM keeps of them.
 pub(crate) struct Devices {
     pio: Bus,
+    mmio: Bus,
+    ged: GedNotifier,
     event_loop: Option<EventLoop>,
     test_reports: Option<Arc<Mutex<Vec<u32>>>>,
     wake_status: Arc<AtomicBool>,
@@ -419,8 +448,18 @@ impl Devices {
             Some(sub) => Some(EventLoop::start(vec![sub])?),
             None => None,
         };
+        let mut mmio = Bus::default();
+        let irq = irqfd(kvm, GED_IRQ, "GED")?;
+        let (ged, ged_device) = crate::devices::acpi::ged::ged(irq);
+        mmio.insert(
+            GED_MMIO_BASE,
+            GED_MMIO_LEN,
+            Arc::new(Mutex::new(ged_device)),
+        )?;
         Ok(Devices {
             pio,
+            mmio,
+            ged,
             event_loop,
             test_reports,
             wake_status,
@@ -436,7 +475,7 @@ impl Devices {
     ) -> VcpuContext {
         VcpuContext {
             pio: Arc::new(self.pio.clone()),
-            mmio: Arc::new(Bus::default()),
+            mmio: Arc::new(self.mmio.clone()),
             exit,
             control: control.clone(),
             counters: counters.clone(),

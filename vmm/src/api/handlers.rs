@@ -46,6 +46,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/vm.restore", put(vm_restore))
         .route("/api/v1/vm.sleep", put(vm_sleep))
         .route("/api/v1/vm.wake", put(vm_wake))
+        .route("/api/v1/vm.power-button", put(vm_power_button))
         .fallback(unknown_endpoint)
         .with_state(state)
 }
@@ -170,6 +171,11 @@ async fn vm_sleep(State(state): State<ApiState>, raw: Bytes) -> ApiResult {
 
 async fn vm_wake(State(state): State<ApiState>) -> ApiResult {
     state.controller().wake()?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn vm_power_button(State(state): State<ApiState>) -> ApiResult {
+    state.controller().power_button()?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
