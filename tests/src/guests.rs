@@ -535,6 +535,55 @@ pub fn long_mode_ged_poller() -> Vec<u8> {
     assemble(&mut a, LONG_MODE_BASE)
 }
 
+/// Guest-physical address of the CPU hotplug controller
+/// (`revenant_acpi::platform::CPU_HOTPLUG_MMIO_BASE`): selector at +0, status byte at +4
+/// (bit 0 enabled, 1 inserting, 2 removing, 3 eject).
+pub const CPU_HOTPLUG_MMIO_BASE: u64 = 0xf000_1000;
+
+/// 64-bit guest (CPL0) doing what a guest OS's CPU hotplug handler does, for `cpus` possible
+/// vCPUs: wait for a GED event, report the GED bits, then for each vCPU report
+/// `cpu << 8 | status`, acknowledge an insert, and acknowledge and eject a removal; repeat.
+/// Reports 0xa0 first.
+pub fn long_mode_cpu_hotplug_handler(cpus: u32) -> Vec<u8> {
+    let mut a = CodeAssembler::new(64).expect("64-bit assembler");
+    let build = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+        report(a, 0xa0)?;
+        a.mov(rbx, GED_MMIO_BASE)?;
+        a.mov(rdi, CPU_HOTPLUG_MMIO_BASE)?;
+        let mut poll = a.create_label();
+        let mut cpu_loop = a.create_label();
+        let mut no_insert = a.create_label();
+        let mut no_remove = a.create_label();
+        a.set_label(&mut poll)?;
+        a.mov(eax, dword_ptr(rbx))?;
+        a.test(eax, eax)?;
+        a.jz(poll)?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        a.xor(ecx, ecx)?;
+        a.set_label(&mut cpu_loop)?;
+        a.mov(dword_ptr(rdi), ecx)?;
+        a.movzx(esi, byte_ptr(rdi + 4))?;
+        a.mov(eax, ecx)?;
+        a.shl(eax, 8)?;
+        a.or(eax, esi)?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        a.test(esi, 2)?;
+        a.jz(no_insert)?;
+        a.mov(byte_ptr(rdi + 4), 2)?;
+        a.set_label(&mut no_insert)?;
+        a.test(esi, 4)?;
+        a.jz(no_remove)?;
+        a.mov(byte_ptr(rdi + 4), 0xc)?;
+        a.set_label(&mut no_remove)?;
+        a.inc(ecx)?;
+        a.cmp(ecx, cpus)?;
+        a.jb(cpu_loop)?;
+        a.jmp(poll)
+    };
+    build(&mut a).expect("CPU hotplug handler guest");
+    assemble(&mut a, LONG_MODE_BASE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -255,6 +255,50 @@ impl Controller {
         }));
     }
 
+    /// `vm.resize`: vCPUs hot-plugged or unplugged through the ACPI CPU hotplug controller.
+    /// Asking for what the VM already has is a no-op success (kata sends it on every
+    /// container create). Memory resize needs virtio-mem, which is not there yet.
+    pub fn resize(
+        &mut self,
+        desired_vcpus: Option<u32>,
+        desired_ram: Option<u64>,
+    ) -> Result<(), ControlError> {
+        let Some(config) = &self.config else {
+            return Err(self.wrong_state("resize"));
+        };
+        if let Some(ram) = desired_ram {
+            if ram != config.memory.size {
+                return Err(ConfigError::new(
+                    "desired_ram",
+                    "memory hot-plug (virtio-mem) is not implemented yet; only the current size is accepted",
+                )
+                .into());
+            }
+        }
+        let Some(n) = desired_vcpus else {
+            return Ok(());
+        };
+        if n == 0 || n > config.cpus.max_vcpus {
+            return Err(ConfigError::new(
+                "desired_vcpus",
+                format!(
+                    "must be between 1 and max_vcpus ({})",
+                    config.cpus.max_vcpus
+                ),
+            )
+            .into());
+        }
+        match (&mut self.vm, self.state) {
+            (_, VmState::Created | VmState::Shutdown) => {}
+            (Some(vm), VmState::Running | VmState::Paused) => vm.resize_vcpus(n as u8)?,
+            _ => return Err(self.wrong_state("resize")),
+        }
+        if let Some(config) = &mut self.config {
+            config.cpus.boot_vcpus = n;
+        }
+        Ok(())
+    }
+
     /// `vm.power-button`: wakes a sleeping VM, as a power button does; on a running VM it is
     /// a power-button event for the guest (through the GED).
     pub fn power_button(&mut self) -> Result<(), ControlError> {

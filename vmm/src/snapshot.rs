@@ -17,7 +17,7 @@ use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion, MemoryRegio
 use crate::boot::cpuid::CpuProfile;
 use crate::config::VmConfig;
 use crate::devices::exit::ExitSignal;
-use crate::vm::{spawn_vcpu_threads, Devices, DevicesState, Vm, VmError};
+use crate::vm::{spawn_vcpu_threads, Devices, DevicesState, Hotplug, Vm, VmError};
 use crate::vstate::memory::{GuestMemoryMmap, GuestRegionMmap};
 use crate::vstate::persist::{KvmVmState, VcpuState};
 use crate::vstate::run_control::{install_kick_handler, RunControl};
@@ -151,9 +151,26 @@ impl Vm {
         let control = Arc::new(RunControl::default());
         // Restored VMs come up paused (kata expects "Paused" after vm.restore).
         control.request_pause();
-        let devices = Devices::build(&config, &kvm, &exit, &control, Some(&state.devices))?;
+        let devices = Devices::build(
+            &config,
+            &kvm,
+            &exit,
+            &control,
+            Some(&state.devices),
+            state.vcpus.len(),
+        )?;
         let counters = Arc::new(ExitCounters::default());
         let ctx = devices.vcpu_context(exit, &control, &counters);
+        let hotplug = Hotplug {
+            cpuid: kvm_bindings::CpuId::from_entries(&state.vcpus[0].cpuid)
+                .map_err(|_| VmError::Snapshot("the template's CPUID does not fit".into()))?,
+            ctx: ctx.clone(),
+            max_vcpus: config
+                .cpus
+                .max_vcpus
+                .max(state.vcpus.len() as u32)
+                .min(u32::from(u8::MAX)) as u8,
+        };
         let mut vcpus = Vec::with_capacity(state.vcpus.len());
         for saved in &state.vcpus {
             let vcpu = Vcpu::new(&kvm.fd, saved.id, ctx.clone())?;
@@ -164,6 +181,7 @@ impl Vm {
             control,
             counters,
             devices,
+            hotplug,
             state.cpu_profile,
             state.has_pit,
             kvm,

@@ -16,10 +16,11 @@ use crate::boot::cpuid::{CpuProfile, PVM_SAFE_LINUX_CMDLINE};
 use crate::boot::{acpi, linux, test_guest};
 use crate::config::{ConfigError, ConsoleMode, Payload, VmConfig};
 use revenant_acpi::platform::{
-    ACPI_PORTS_LEN, FACS_ADDR, GED_EVENT_POWER_BUTTON, GED_IRQ, GED_MMIO_BASE, GED_MMIO_LEN,
-    SLEEP_CONTROL_PORT,
+    ACPI_PORTS_LEN, CPU_HOTPLUG_MMIO_BASE, CPU_HOTPLUG_MMIO_LEN, FACS_ADDR, GED_EVENT_CPU_HOTPLUG,
+    GED_EVENT_POWER_BUTTON, GED_IRQ, GED_MMIO_BASE, GED_MMIO_LEN, SLEEP_CONTROL_PORT,
 };
 
+use crate::devices::acpi::cpu_hotplug::{CpuHotplugDevice, CpuSlot, CpuSlots};
 use crate::devices::acpi::ged::GedNotifier;
 use vm_memory::{Bytes, GuestAddress};
 
@@ -110,6 +111,8 @@ pub struct Vm {
     pub(crate) wake_status: Arc<AtomicBool>,
     pub(crate) serial: Arc<Mutex<SerialDevice>>,
     pub(crate) ged: GedNotifier,
+    pub(crate) cpu_slots: CpuSlots,
+    pub(crate) hotplug: Hotplug,
     pub(crate) cpu_profile: CpuProfile,
     pub(crate) has_pit: bool,
     pub(crate) kvm: KvmVm,
@@ -156,7 +159,7 @@ impl Vm {
 
         timer.stage("payload loaded");
         let control = Arc::new(RunControl::default());
-        let devices = Devices::build(config, &kvm, &exit, &control, None)?;
+        let devices = Devices::build(config, &kvm, &exit, &control, None, usize::from(count))?;
         timer.stage("devices ready");
         let mut cpuid = cpuid_probe
             .join()
@@ -164,6 +167,11 @@ impl Vm {
         crate::boot::cpuid::apply_profile(&mut cpuid, cpu_profile);
         let counters = Arc::new(ExitCounters::default());
         let ctx = devices.vcpu_context(exit, &control, &counters);
+        let hotplug = Hotplug {
+            cpuid: cpuid.clone(),
+            ctx: ctx.clone(),
+            max_vcpus: config.cpus.max_vcpus as u8,
+        };
         let mut vcpus = Vec::with_capacity(usize::from(count));
         for id in 0..count {
             let vcpu = Vcpu::new(&kvm.fd, id, ctx.clone())?;
@@ -176,6 +184,7 @@ impl Vm {
             control,
             counters,
             devices,
+            hotplug,
             cpu_profile,
             has_pit,
             kvm,
@@ -194,6 +203,7 @@ impl Vm {
         control: Arc<RunControl>,
         counters: Arc<ExitCounters>,
         devices: Devices,
+        hotplug: Hotplug,
         cpu_profile: CpuProfile,
         has_pit: bool,
         kvm: KvmVm,
@@ -212,6 +222,8 @@ impl Vm {
             wake_status: devices.wake_status,
             serial: devices.serial,
             ged: devices.ged,
+            cpu_slots: devices.cpu_slots,
+            hotplug,
             cpu_profile,
             has_pit,
             kvm,
@@ -275,6 +287,60 @@ impl Vm {
             Some(v) => self.control.resume_at(v),
             None => self.control.resume(),
         }
+    }
+
+    /// Plugs or unplugs vCPUs so the guest has `desired`: new ones are created (they wait for
+    /// the guest's INIT/SIPI) and announced as inserting; surplus ones are announced as
+    /// removing and leave when the guest ejects them. KVM cannot destroy a vCPU, so an
+    /// ejected one stays parked and is reused if it is plugged again.
+    pub fn resize_vcpus(&mut self, desired: u8) -> Result<(), VmError> {
+        let mut changed = false;
+        for id in 0..self.hotplug.max_vcpus {
+            let plugged = self.cpu_slots.lock()[usize::from(id)].enabled;
+            if id < desired && !plugged {
+                if usize::from(id) >= self.vcpus.len() {
+                    self.add_vcpu(id)?;
+                }
+                self.cpu_slots.lock()[usize::from(id)] = CpuSlot {
+                    enabled: true,
+                    inserting: true,
+                    removing: false,
+                };
+                changed = true;
+            } else if id >= desired && plugged {
+                self.cpu_slots.lock()[usize::from(id)].removing = true;
+                changed = true;
+            }
+        }
+        if changed {
+            self.ged
+                .notify(GED_EVENT_CPU_HOTPLUG)
+                .map_err(|source| VmError::Irq {
+                    what: "GED",
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    fn add_vcpu(&mut self, id: u8) -> Result<(), VmError> {
+        let thread = VcpuThread::spawn(id)?;
+        let vcpu = Vcpu::new(&self.kvm.fd, id, self.hotplug.ctx.clone())?;
+        vcpu.configure(
+            &self.hotplug.cpuid,
+            self.hotplug.max_vcpus,
+            &self.memory,
+            None,
+        )?;
+        let vcpu = Arc::new(Mutex::new(vcpu));
+        self.vcpu_threads.push(thread.launch(vcpu.clone())?);
+        self.vcpus.push(vcpu);
+        Ok(())
+    }
+
+    /// vCPUs the guest has (plugged and not ejected).
+    pub fn enabled_vcpus(&self) -> usize {
+        self.cpu_slots.enabled()
     }
 
     /// Presses the (ACPI) power button: a GED event the guest's button driver sees.
@@ -399,6 +465,7 @@ pub(crate) struct Devices {
     pio: Bus,
     mmio: Bus,
     ged: GedNotifier,
+    cpu_slots: CpuSlots,
     event_loop: Option<EventLoop>,
     test_reports: Option<Arc<Mutex<Vec<u32>>>>,
     wake_status: Arc<AtomicBool>,
@@ -414,6 +481,7 @@ impl Devices {
         exit: &ExitSignal,
         control: &Arc<RunControl>,
         saved: Option<&DevicesState>,
+        enabled_vcpus: usize,
     ) -> Result<Devices, VmError> {
         let mut pio = Bus::default();
         let (serial, input) = build_serial(config, kvm, saved.map(|s| &s.serial))?;
@@ -456,10 +524,17 @@ impl Devices {
             GED_MMIO_LEN,
             Arc::new(Mutex::new(ged_device)),
         )?;
+        let cpu_slots = CpuSlots::new(config.cpus.max_vcpus as usize, enabled_vcpus);
+        mmio.insert(
+            CPU_HOTPLUG_MMIO_BASE,
+            CPU_HOTPLUG_MMIO_LEN,
+            Arc::new(Mutex::new(CpuHotplugDevice::new(cpu_slots.clone()))),
+        )?;
         Ok(Devices {
             pio,
             mmio,
             ged,
+            cpu_slots,
             event_loop,
             test_reports,
             wake_status,
@@ -481,6 +556,14 @@ impl Devices {
             counters: counters.clone(),
         }
     }
+}
+
+/// What hot-plugging a vCPU needs: the CPUID every vCPU gets, the context it runs in, and how
+/// many vCPUs the VM may have.
+pub(crate) struct Hotplug {
+    pub(crate) cpuid: kvm_bindings::CpuId,
+    pub(crate) ctx: VcpuContext,
+    pub(crate) max_vcpus: u8,
 }
 
 /// Device state a snapshot carries.

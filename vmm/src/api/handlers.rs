@@ -47,6 +47,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/vm.sleep", put(vm_sleep))
         .route("/api/v1/vm.wake", put(vm_wake))
         .route("/api/v1/vm.power-button", put(vm_power_button))
+        .route("/api/v1/vm.resize", put(vm_resize))
         .fallback(unknown_endpoint)
         .with_state(state)
 }
@@ -171,6 +172,22 @@ async fn vm_sleep(State(state): State<ApiState>, raw: Bytes) -> ApiResult {
 
 async fn vm_wake(State(state): State<ApiState>) -> ApiResult {
     state.controller().wake()?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `vm.resize` body (Cloud Hypervisor's `VmResize`).
+#[derive(serde::Deserialize)]
+struct ResizeRequest {
+    desired_vcpus: Option<u32>,
+    desired_ram: Option<u64>,
+}
+
+async fn vm_resize(State(state): State<ApiState>, raw: Bytes) -> ApiResult {
+    let (req, ignored) = body::parse::<ResizeRequest>(&raw)?;
+    warn_ignored("vm.resize", &ignored);
+    state
+        .controller()
+        .resize(req.desired_vcpus, req.desired_ram)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
