@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 
 use crate::memory_file::{host_page_size, MemoryLayout};
-use crate::on_demand::{OnDemandPager, PagedRange};
+use crate::on_demand::{OnDemandPager, PageSource, PagedRange};
 
 /// How restored guest memory is backed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,13 +313,38 @@ pub fn map_memory(
                     file_offset: r.file_offset,
                 })
                 .collect();
-            let pager = OnDemandPager::start(file, ranges, host_page_size())
+            let pager = OnDemandPager::start(Box::new(file), ranges, host_page_size())
                 .map_err(MapError::Userfaultfd)?;
             Some(pager)
         }
         RestoreMode::Copy | RestoreMode::Cow => None,
     };
     Ok(GuestMemoryMapping { pager, regions })
+}
+
+/// Guest memory filled on first touch from `source` (userfaultfd), laid out as `layout` says:
+/// the `remote` restore mode, where the memory file's bytes live on memory servers.
+pub fn map_memory_from(layout: &MemoryLayout, source: Box<dyn PageSource>) -> Result<GuestMemoryMapping, MapError> {
+    layout.validate()?;
+    let regions = layout
+        .regions
+        .iter()
+        .map(|r| MappedRegion::anonymous(r.guest_addr, r.size as usize))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ranges = regions
+        .iter()
+        .zip(&layout.regions)
+        .map(|(m, r)| PagedRange {
+            host_addr: m.as_ptr() as usize,
+            len: m.len(),
+            file_offset: r.file_offset,
+        })
+        .collect();
+    let pager = OnDemandPager::start(source, ranges, host_page_size()).map_err(MapError::Userfaultfd)?;
+    Ok(GuestMemoryMapping {
+        pager: Some(pager),
+        regions,
+    })
 }
 
 /// Reads the non-hole parts of `file[offset..offset + dst.len()]` into `dst`. Holes are left

@@ -21,6 +21,19 @@ use crate::pagemap::is_zero;
 /// one fault round trip (thread wake-up, pread, ioctl) costs far more than copying 64 KiB.
 const FAULT_AROUND_PAGES: usize = 16;
 
+/// Where on-demand pages come from: the template's memory file, or (remote restore) a memory
+/// server holding the same bytes at the same offsets.
+pub trait PageSource: Send {
+    /// Fills `buf` with the memory file's bytes at `offset`.
+    fn read_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+}
+
+impl PageSource for File {
+    fn read_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.read_exact_at(buf, offset)
+    }
+}
+
 /// A registered range: host address, length and where its bytes start in the memory file.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PagedRange {
@@ -39,8 +52,8 @@ pub(crate) struct OnDemandPager {
 
 impl OnDemandPager {
     /// Registers `ranges` (already mapped, private anonymous, not yet touched) with a new
-    /// userfaultfd and starts the thread that serves their faults from `file`.
-    pub(crate) fn start(file: File, ranges: Vec<PagedRange>, page_size: usize) -> io::Result<Self> {
+    /// userfaultfd and starts the thread that serves their faults from `source`.
+    pub(crate) fn start(source: Box<dyn PageSource>, ranges: Vec<PagedRange>, page_size: usize) -> io::Result<Self> {
         // Not user-mode-only: KVM touches guest memory from the kernel (get_user_pages) and those
         // faults must reach the handler too. Needs CAP_SYS_PTRACE, access to /dev/userfaultfd,
         // or vm.unprivileged_userfaultfd=1.
@@ -65,7 +78,7 @@ impl OnDemandPager {
         let error = Arc::new(Mutex::new(None));
         let server = FaultServer {
             uffd,
-            file,
+            source,
             ranges,
             page_size,
             buf: vec![0u8; page_size * FAULT_AROUND_PAGES],
@@ -104,7 +117,7 @@ fn uffd_io(e: userfaultfd::Error) -> io::Error {
 
 struct FaultServer {
     uffd: Uffd,
-    file: File,
+    source: Box<dyn PageSource>,
     ranges: Vec<PagedRange>,
     page_size: usize,
     buf: Vec<u8>,
@@ -169,12 +182,9 @@ impl FaultServer {
         let pages = FAULT_AROUND_PAGES.min((range.host_addr + range.len - page_addr) / ps);
         let offset = range.file_offset + (page_addr - range.host_addr) as u64;
         let buf = &mut self.buf[..pages * ps];
-        if let Err(e) = self.file.read_exact_at(buf, offset) {
+        if let Err(e) = self.source.read_at(buf, offset) {
             // Leaving the vCPU blocked forever is worse than a zero page; record why.
-            record(
-                &self.error,
-                format!("reading memory file at {offset:#x}: {e}"),
-            );
+            record(&self.error, format!("reading memory at offset {offset:#x}: {e}"));
             buf.fill(0);
         }
         let mut first = 0;

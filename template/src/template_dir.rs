@@ -161,13 +161,7 @@ pub struct Template<S> {
 /// decode), layout sanity, and that the memory file exists and is long enough. Nothing is
 /// mapped yet.
 pub fn open_template<S: DeserializeOwned>(dir: &Path) -> Result<Template<S>, TemplateError> {
-    let state: StateFileIn<S> = read_state(&dir.join(STATE_FILE_NAME))?;
-    let template = Template {
-        dir: dir.to_path_buf(),
-        manifest: state.manifest,
-        vm_state: state.vm,
-    };
-    template.manifest.memory.validate()?;
+    let template = open_template_state::<S>(dir)?;
     let path = template.memory_path();
     let found = match fs::metadata(&path) {
         Ok(m) => m.len(),
@@ -191,6 +185,19 @@ pub fn open_template<S: DeserializeOwned>(dir: &Path) -> Result<Template<S>, Tem
         }
         .into());
     }
+    Ok(template)
+}
+
+/// Like [`open_template`] without requiring the memory file: for restores whose memory comes
+/// from elsewhere (memory servers holding the same bytes).
+pub fn open_template_state<S: DeserializeOwned>(dir: &Path) -> Result<Template<S>, TemplateError> {
+    let state: StateFileIn<S> = read_state(&dir.join(STATE_FILE_NAME))?;
+    let template = Template {
+        dir: dir.to_path_buf(),
+        manifest: state.manifest,
+        vm_state: state.vm,
+    };
+    template.manifest.memory.validate()?;
     Ok(template)
 }
 

@@ -474,3 +474,51 @@ fn overlapping_guest_regions_are_refused_at_save() {
     );
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+/// A page source that is not the memory file (as a memory server is for `remote` restore):
+/// the file's bytes in a vector, counting reads.
+struct VecSource {
+    bytes: Vec<u8>,
+    reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl revenant_template::PageSource for VecSource {
+    fn read_at(&mut self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let start = offset as usize;
+        let src = self
+            .bytes
+            .get(start..start + buf.len())
+            .ok_or_else(|| std::io::Error::other("read past the end"))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+#[test]
+fn any_page_source_serves_first_touches() {
+    let ps = host_page_size();
+    let dir = template_dir();
+    let regions = two_region_guest();
+    let (path, layout) = save(&regions, dir.path(), PageScan::Pagemap);
+    let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let source = VecSource {
+        bytes: fs::read(&path).unwrap(),
+        reads: reads.clone(),
+    };
+    let mapped = match revenant_template::map_memory_from(&layout, Box::new(source)) {
+        Ok(m) => m,
+        Err(MapError::Userfaultfd(e)) => {
+            eprintln!("SKIP: userfaultfd not available to this process: {e}");
+            return;
+        }
+        Err(e) => panic!("map_memory_from failed: {e}"),
+    };
+    assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing read up front");
+    let r0 = &mapped.regions()[0];
+    // SAFETY: a read of a test-owned mapping, served by the fault thread.
+    let b = unsafe { std::ptr::read_volatile(r0.as_ptr().add(100 * ps + 9)) };
+    assert_eq!(b, pattern(100, 9));
+    assert!(reads.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert!(mapped.on_demand_error().is_none());
+}

@@ -6,5 +6,6 @@ pub mod api_client;
 pub mod bins;
 pub mod guests;
 pub mod images;
+pub mod memd;
 pub mod skip;
 pub mod vmm_process;

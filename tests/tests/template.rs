@@ -230,3 +230,51 @@ fn every_clone_gets_a_new_vm_generation_id() {
         "the source VM's generation ID changed"
     );
 }
+
+#[test]
+fn remote_clones_fault_their_memory_in_from_memory_servers() {
+    if !kvm_available("remote_clones_fault_their_memory_in_from_memory_servers") {
+        return;
+    }
+    use revenant_tests::memd::{token_file, Memd};
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path());
+    let mut servers = [Memd::start(&token), Memd::start(&token)];
+    let list = format!("{},{}", servers[0].endpoint, servers[1].endpoint);
+
+    // The ticker guest, snapshotted with its memory uploaded to both servers (r = 2).
+    let mut vmm = ApiVmm::start();
+    let image = write_guest(dir.path(), "ticker.bin", &guests::long_mode_ticker(24));
+    let body = test_guest_config(&image, "long", 33554432, "Off", "");
+    assert_eq!(vmm.client.put("vm.create", Some(&body)).status, 204);
+    assert_eq!(vmm.client.put("vm.boot", None).status, 204);
+    wait_reports(&mut vmm, 3);
+    assert_eq!(vmm.client.put("vm.pause", None).status, 204);
+    let n = *reports(&mut vmm).last().unwrap();
+    let template = dir.path().join("template");
+    let snap = format!(
+        r#"{{"destination_url":"file://{}","memory_servers":{{"servers":"{list}","token_file":"{}","replicas":2}}}}"#,
+        template.display(),
+        token.display()
+    );
+    let r = vmm.client.put("vm.snapshot", Some(&snap));
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    // The clone must not read the local memory file: take it away.
+    std::fs::remove_file(template.join("memory.bin")).unwrap();
+
+    let (_clone, r) = fork(&template, "remote");
+    assert_eq!(&r[..2], &[n + 1, n + 2], "{r:?}");
+    // One memory server dies: the replicas on the other serve the next clone.
+    servers[0].kill9();
+    let (_clone2, r) = fork(&template, "remote");
+    assert_eq!(&r[..2], &[n + 1, n + 2], "after kill -9: {r:?}");
+
+    // Bad memory_servers input is refused naming the field.
+    let bad = format!(
+        r#"{{"destination_url":"file://{}","memory_servers":{{"servers":"carrier-pigeon","token_file":"{}"}}}}"#,
+        dir.path().join("t2").display(),
+        token.display()
+    );
+    let r = vmm.client.put("vm.snapshot", Some(&bad));
+    assert_eq!((r.status, r.json()["field"].as_str()), (400, Some("memory_servers.servers")));
+}

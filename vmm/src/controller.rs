@@ -179,7 +179,11 @@ impl Controller {
 
     /// `vm.snapshot`: writes the paused VM into the template directory `destination_url`
     /// (`file:///path`).
-    pub fn snapshot(&mut self, destination_url: &str) -> Result<(), ControlError> {
+    pub fn snapshot(
+        &mut self,
+        destination_url: &str,
+        memory_servers: Option<&crate::remote_template::MemoryServers>,
+    ) -> Result<(), ControlError> {
         let (Some(vm), Some(config), VmState::Paused) = (&self.vm, &self.config, self.state) else {
             return Err(self.wrong_state("snapshot (pause the VM first)"));
         };
@@ -187,6 +191,14 @@ impl Controller {
             .map_err(|e| ConfigError::new("destination_url", e.to_string()))?;
         let started = std::time::Instant::now();
         let manifest = vm.snapshot(&dir, config)?;
+        if let Some(servers) = memory_servers {
+            use crate::remote_template::RemoteTemplateError as E;
+            crate::remote_template::upload(&dir, &manifest, servers).map_err(|e| match e {
+                E::Servers(why) => ControlError::Config(ConfigError::new("memory_servers.servers", why)),
+                E::Token { .. } => ControlError::Config(ConfigError::new("memory_servers.token_file", e.to_string())),
+                other => ControlError::Vm(VmError::Snapshot(other.to_string())),
+            })?;
+        }
         tracing::info!(
             "snapshot of {} data bytes to {} in {:.1} ms",
             manifest.memory.data_bytes,

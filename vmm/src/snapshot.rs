@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use revenant_template::{
-    open_template, save_template, GuestRegionRef, PageScan, RestoreMode, SaveOptions,
+    open_template, open_template_state, save_template, GuestRegionRef, PageScan, RestoreMode, SaveOptions,
     SnapshotOptions, TemplateManifest,
 };
 use serde::{Deserialize, Serialize};
@@ -45,16 +45,9 @@ pub enum MemoryRestoreMode {
     Cow,
     /// userfaultfd: each page is read from the memory file when first touched.
     Ondemand,
-}
-
-impl From<MemoryRestoreMode> for RestoreMode {
-    fn from(m: MemoryRestoreMode) -> Self {
-        match m {
-            MemoryRestoreMode::Copy => RestoreMode::Copy,
-            MemoryRestoreMode::Cow => RestoreMode::Cow,
-            MemoryRestoreMode::Ondemand => RestoreMode::OnDemand,
-        }
-    }
+    /// userfaultfd: each page is read from the memory servers the template was uploaded to
+    /// (`vm.snapshot` with `memory_servers`), when first touched.
+    Remote,
 }
 
 impl Vm {
@@ -121,7 +114,12 @@ impl Vm {
         mode: MemoryRestoreMode,
         exit: ExitSignal,
     ) -> Result<(Vm, VmConfig), VmError> {
-        let template = open_template::<VmSnapshot>(dir)?;
+        // A remote restore reads memory from the servers: the local memory file may be gone.
+        let template = if mode == MemoryRestoreMode::Remote {
+            open_template_state::<VmSnapshot>(dir)?
+        } else {
+            open_template::<VmSnapshot>(dir)?
+        };
         let config: VmConfig = template
             .manifest
             .source_config()
@@ -140,7 +138,16 @@ impl Vm {
         }
         install_kick_handler()?;
         let threads = spawn_vcpu_threads(state.vcpus.len() as u8)?;
-        let mapping = template.map_memory(mode.into())?;
+        let mapping = match mode {
+            MemoryRestoreMode::Copy => template.map_memory(RestoreMode::Copy)?,
+            MemoryRestoreMode::Cow => template.map_memory(RestoreMode::Cow)?,
+            MemoryRestoreMode::Ondemand => template.map_memory(RestoreMode::OnDemand)?,
+            MemoryRestoreMode::Remote => {
+                let source = crate::remote_template::open(dir).map_err(|e| VmError::Snapshot(e.to_string()))?;
+                revenant_template::map_memory_from(&template.manifest.memory, Box::new(source))
+                    .map_err(|e| VmError::Snapshot(format!("cannot map remote memory: {e}")))?
+            }
+        };
         let memory = guest_memory_over(&mapping)?;
         let kvm = create_vm(&memory, state.has_pit)?;
         state.kvm.restore(&kvm.fd)?;

@@ -120,12 +120,16 @@ async fn vm_counters(State(state): State<ApiState>) -> ApiResult {
 #[derive(serde::Deserialize)]
 struct SnapshotRequest {
     destination_url: String,
+    /// Revenant extension: also upload the memory to these memory servers (for `remote`
+    /// restores).
+    #[serde(default)]
+    memory_servers: Option<crate::remote_template::MemoryServers>,
 }
 
 async fn vm_snapshot(State(state): State<ApiState>, raw: Bytes) -> ApiResult {
     let (req, ignored) = body::parse::<SnapshotRequest>(&raw)?;
     warn_ignored("vm.snapshot", &ignored);
-    state.controller().snapshot(&req.destination_url)?;
+    state.controller().snapshot(&req.destination_url, req.memory_servers.as_ref())?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
