@@ -15,3 +15,5 @@ pub mod power;
 pub mod protocol;
 pub mod server;
 pub mod size;
+
+pub use client::{ClientConfig, MemClient, RemoteReplica, SlabTable};

@@ -156,6 +156,7 @@ fn main() -> Result<()> {
                 replicas: Some(1),
                 timeout: Duration::from_secs(10),
                 backup_file: None,
+                key: None,
             };
             let p = BenchParams {
                 samples,

@@ -15,6 +15,7 @@ use super::conn::HostConn;
 use super::placement::{two_choices, Rng};
 use super::{random_key, rereplicate, ClientError};
 use crate::endpoint::Endpoint;
+use crate::protocol::ClientKey;
 
 /// How to build a [`MemClient`].
 #[derive(Debug, Clone)]
@@ -31,6 +32,8 @@ pub struct ClientConfig {
     /// also stored there, and reads fall back to it when no replica answers.
     /// Meant for r = 1 (a single host); the file is sparse, truncated at start.
     pub backup_file: Option<PathBuf>,
+    /// The client's identity; slabs belong to it. None = a fresh random key.
+    pub key: Option<[u8; 16]>,
 }
 
 /// A slab as the client's user sees it (index into the client's slab table).
@@ -56,9 +59,17 @@ pub(super) struct LogicalSlab {
     /// Foreground I/O holds this shared; re-replication holds it exclusive
     /// while copying, so no write can slip past a copy in progress.
     pub replicas: RwLock<Vec<Replica>>,
+    /// Taken over from another process's [`super::SlabTable`] by
+    /// [`MemClient::attach`]: the slab is shared with every other process
+    /// attached to it, so this client never repairs it (new copies would be
+    /// invisible to the others, one set per clone) and never frees a copy
+    /// behind their backs.
+    pub adopted: bool,
 }
 
 pub(super) struct Shared {
+    /// The HELLO client key every connection uses; owns the slabs.
+    pub key: ClientKey,
     pub hosts: Vec<Host>,
     pub slabs: RwLock<Vec<Option<Arc<LogicalSlab>>>>,
     pub replicas: usize,
@@ -71,6 +82,11 @@ pub(super) struct Shared {
 }
 
 /// Client of several memd hosts with placement, replication and failover.
+///
+/// Dropping a client stops its re-replication worker and frees nothing: its
+/// slabs stay on the servers (under its key) until freed with
+/// [`MemClient::free_slab`] or the server restarts, which is what lets
+/// another process [`MemClient::attach`] to them.
 pub struct MemClient {
     pub(super) shared: Arc<Shared>,
     worker: Option<thread::JoinHandle<()>>,
@@ -241,35 +257,23 @@ impl MemClient {
     /// Connects to every host. Unreachable hosts are recorded as dead; at least
     /// one must answer.
     pub fn connect(cfg: &ClientConfig) -> Result<Self, ClientError> {
-        let key = random_key()?;
-        let mut hosts = Vec::with_capacity(cfg.endpoints.len());
-        let mut slab_size: Option<u64> = None;
-        let mut errors = Vec::new();
-        for ep in &cfg.endpoints {
-            let conn = match HostConn::connect(ep, &cfg.token, key, cfg.timeout) {
-                Ok(c) => {
-                    if let Some(s) = slab_size.filter(|s| *s != c.info.slab_size) {
-                        return Err(ClientError::SlabSizeMismatch(s, c.info.slab_size));
-                    }
-                    slab_size = Some(c.info.slab_size);
-                    Some(c)
-                }
-                // A wrong token is a configuration error, not a dead host.
-                Err(e @ ClientError::Refused { .. }) => return Err(e),
-                Err(e) => {
-                    tracing::warn!(host = %ep, error = %e, "memd host unreachable");
-                    errors.push(e.to_string());
-                    None
-                }
-            };
-            hosts.push(Host {
-                alive: AtomicBool::new(conn.is_some()),
-                free: AtomicU64::new(conn.as_ref().map_or(0, |c| c.info.free)),
-                conn,
-                endpoint: ep.clone(),
-            });
-        }
-        let slab_size = slab_size.ok_or_else(|| ClientError::NoHosts(errors.join("; ")))?;
+        let key = match cfg.key {
+            Some(k) => k,
+            None => random_key()?,
+        };
+        let (hosts, slab_size) = connect_hosts(cfg, key)?;
+        Self::start(cfg, key, hosts, slab_size, Vec::new())
+    }
+
+    /// Builds the client over connected `hosts` with the slab table `slabs`
+    /// and starts its re-replication worker.
+    pub(super) fn start(
+        cfg: &ClientConfig,
+        key: ClientKey,
+        hosts: Vec<Host>,
+        slab_size: u64,
+        slabs: Vec<Option<Arc<LogicalSlab>>>,
+    ) -> Result<Self, ClientError> {
         let replicas = cfg
             .replicas
             .unwrap_or(if hosts.len() >= 2 { 2 } else { 1 })
@@ -285,10 +289,13 @@ impl MemClient {
             ),
             None => None,
         };
-        let seed = u64::from_le_bytes(key[..8].try_into().unwrap_or([1; 8]));
+        // Not derived from the key: processes sharing a key must not make
+        // the same placement choices.
+        let seed = u64::from_le_bytes(random_key()?[..8].try_into().unwrap_or([1; 8]));
         let shared = Arc::new(Shared {
+            key,
             hosts,
-            slabs: RwLock::new(Vec::new()),
+            slabs: RwLock::new(slabs),
             replicas,
             slab_size,
             backup,
@@ -372,6 +379,7 @@ impl MemClient {
         let mut slabs = self.shared.slabs.write().unwrap_or_else(|p| p.into_inner());
         slabs.push(Some(Arc::new(LogicalSlab {
             replicas: RwLock::new(reps),
+            adopted: false,
         })));
         Ok(SlabId(slabs.len() - 1))
     }
@@ -455,6 +463,44 @@ impl MemClient {
             _ => self.shared.host_failed(rep.host, e),
         }
     }
+}
+
+/// Connects to every host of `cfg` as client `key`. Unreachable hosts are
+/// recorded as dead; at least one must answer. Returns the hosts (in
+/// `cfg.endpoints` order) and their common slab size.
+pub(super) fn connect_hosts(
+    cfg: &ClientConfig,
+    key: ClientKey,
+) -> Result<(Vec<Host>, u64), ClientError> {
+    let mut hosts = Vec::with_capacity(cfg.endpoints.len());
+    let mut slab_size: Option<u64> = None;
+    let mut errors = Vec::new();
+    for ep in &cfg.endpoints {
+        let conn = match HostConn::connect(ep, &cfg.token, key, cfg.timeout) {
+            Ok(c) => {
+                if let Some(s) = slab_size.filter(|s| *s != c.info.slab_size) {
+                    return Err(ClientError::SlabSizeMismatch(s, c.info.slab_size));
+                }
+                slab_size = Some(c.info.slab_size);
+                Some(c)
+            }
+            // A wrong token is a configuration error, not a dead host.
+            Err(e @ ClientError::Refused { .. }) => return Err(e),
+            Err(e) => {
+                tracing::warn!(host = %ep, error = %e, "memd host unreachable");
+                errors.push(e.to_string());
+                None
+            }
+        };
+        hosts.push(Host {
+            alive: AtomicBool::new(conn.is_some()),
+            free: AtomicU64::new(conn.as_ref().map_or(0, |c| c.info.free)),
+            conn,
+            endpoint: ep.clone(),
+        });
+    }
+    let slab_size = slab_size.ok_or_else(|| ClientError::NoHosts(errors.join("; ")))?;
+    Ok((hosts, slab_size))
 }
 
 impl Drop for MemClient {

@@ -1,6 +1,7 @@
 //! Client side: one connection per host ([`HostConn`]) and the replicated,
 //! multi-host [`MemClient`] built on it.
 
+mod attach;
 mod batch;
 mod cluster;
 mod conn;
@@ -9,6 +10,7 @@ mod rereplicate;
 
 use std::io;
 
+pub use attach::{RemoteReplica, SlabTable};
 pub use batch::{PageRead, PageWrite};
 pub use cluster::{ClientConfig, MemClient, SlabId};
 pub use placement::Rng;
@@ -77,9 +79,25 @@ pub enum ClientError {
     /// Every replica of the slab failed.
     #[error("all replicas of slab {0} failed")]
     AllReplicasFailed(usize),
-    /// Hosts disagree on slab size; one client needs one size.
+    /// Hosts (or a slab table and the hosts) disagree on slab size; one
+    /// client needs one size.
     #[error("hosts use different slab sizes ({0} and {1})")]
     SlabSizeMismatch(u64, u64),
+    /// [`MemClient::attach`] needs the key that owns the slabs.
+    #[error("attaching needs the key that owns the slabs (ClientConfig::key is None)")]
+    AttachWithoutKey,
+    /// [`MemClient::attach`] with a backup file: the file would hold none of
+    /// the adopted slabs, and reads falling back to it would see zeros.
+    #[error("attaching cannot use a backup file: it would hold none of the adopted data")]
+    AttachWithBackup,
+    /// A slab of the table given to [`MemClient::attach`] has no usable replica.
+    #[error("slab {slab} of the table cannot be attached: {reason}")]
+    AttachSlab {
+        /// Index of the slab in the table (its [`SlabId`]).
+        slab: usize,
+        /// Why none of its replicas could be used.
+        reason: &'static str,
+    },
 }
 
 /// 128 random bits from the kernel for a client key or a seed.

@@ -1,6 +1,12 @@
 //! Background repair: when a host dies (or a copy goes stale), every slab
 //! with fewer usable copies than wanted gets a new copy on another host,
 //! copied from a surviving one.
+//!
+//! Only slabs this client allocated itself: slabs adopted by
+//! [`super::MemClient::attach`] are shared with other processes, so they are
+//! neither repaired (every clone would make its own private copies) nor is a
+//! stale copy of them freed (the others may still read it). An adopted slab
+//! that lost a copy keeps failing over to the copies left.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -43,13 +49,15 @@ fn target(shared: &Shared) -> usize {
     shared.replicas.min(live)
 }
 
-/// Slabs with fewer usable copies than [`target`].
+/// Slabs this client repairs (not adopted ones) with fewer usable copies
+/// than [`target`].
 pub(super) fn under_replicated(shared: &Shared) -> usize {
     let want = target(shared);
     let slabs = shared.slabs.read().unwrap_or_else(|p| p.into_inner());
     slabs
         .iter()
         .flatten()
+        .filter(|s| !s.adopted)
         .filter(|s| {
             let reps = s.replicas.read().unwrap_or_else(|p| p.into_inner());
             reps.iter().filter(|r| r.usable(&shared.hosts)).count() < want
@@ -63,6 +71,7 @@ fn repair_all(shared: &Shared) {
         s.iter()
             .enumerate()
             .filter_map(|(i, x)| x.clone().map(|x| (i, x)))
+            .filter(|(_, x)| !x.adopted)
             .collect()
     };
     for (id, slab) in slabs {

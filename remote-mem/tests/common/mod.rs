@@ -113,6 +113,7 @@ pub fn client_config(servers: &[&Memd], replicas: Option<usize>) -> ClientConfig
         replicas,
         timeout: Duration::from_secs(10),
         backup_file: None,
+        key: None,
     }
 }
 
