@@ -16,10 +16,12 @@ pub use memory_file::{
     host_page_size, save_memory, GuestRegionRef, MemoryFileError, MemoryLayout, MemoryRegionEntry,
     PageScan, SaveOptions,
 };
-pub use memory_map::{map_memory, map_memory_from, GuestMemoryMapping, MapError, MappedRegion, RestoreMode};
+pub use memory_map::{
+    map_memory, map_memory_from, GuestMemoryMapping, MapError, MappedRegion, RestoreMode,
+};
 pub use on_demand::PageSource;
 pub use state_file::{read_state, write_state, Durability, StateFileError};
 pub use template_dir::{
-    open_template, open_template_state, save_template, template_dir_from_url, SnapshotOptions, Template, TemplateError,
-    TemplateManifest, MEMORY_FILE_NAME, STATE_FILE_NAME,
+    open_template, open_template_state, save_template, template_dir_from_url, SnapshotOptions,
+    Template, TemplateError, TemplateManifest, MEMORY_FILE_NAME, STATE_FILE_NAME,
 };

@@ -324,7 +324,10 @@ pub fn map_memory(
 
 /// Guest memory filled on first touch from `source` (userfaultfd), laid out as `layout` says:
 /// the `remote` restore mode, where the memory file's bytes live on memory servers.
-pub fn map_memory_from(layout: &MemoryLayout, source: Box<dyn PageSource>) -> Result<GuestMemoryMapping, MapError> {
+pub fn map_memory_from(
+    layout: &MemoryLayout,
+    source: Box<dyn PageSource>,
+) -> Result<GuestMemoryMapping, MapError> {
     layout.validate()?;
     let regions = layout
         .regions
@@ -340,7 +343,8 @@ pub fn map_memory_from(layout: &MemoryLayout, source: Box<dyn PageSource>) -> Re
             file_offset: r.file_offset,
         })
         .collect();
-    let pager = OnDemandPager::start(source, ranges, host_page_size()).map_err(MapError::Userfaultfd)?;
+    let pager =
+        OnDemandPager::start(source, ranges, host_page_size()).map_err(MapError::Userfaultfd)?;
     Ok(GuestMemoryMapping {
         pager: Some(pager),
         regions,

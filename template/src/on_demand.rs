@@ -53,7 +53,11 @@ pub(crate) struct OnDemandPager {
 impl OnDemandPager {
     /// Registers `ranges` (already mapped, private anonymous, not yet touched) with a new
     /// userfaultfd and starts the thread that serves their faults from `source`.
-    pub(crate) fn start(source: Box<dyn PageSource>, ranges: Vec<PagedRange>, page_size: usize) -> io::Result<Self> {
+    pub(crate) fn start(
+        source: Box<dyn PageSource>,
+        ranges: Vec<PagedRange>,
+        page_size: usize,
+    ) -> io::Result<Self> {
         // Not user-mode-only: KVM touches guest memory from the kernel (get_user_pages) and those
         // faults must reach the handler too. Needs CAP_SYS_PTRACE, access to /dev/userfaultfd,
         // or vm.unprivileged_userfaultfd=1.
@@ -184,7 +188,10 @@ impl FaultServer {
         let buf = &mut self.buf[..pages * ps];
         if let Err(e) = self.source.read_at(buf, offset) {
             // Leaving the vCPU blocked forever is worse than a zero page; record why.
-            record(&self.error, format!("reading memory at offset {offset:#x}: {e}"));
+            record(
+                &self.error,
+                format!("reading memory at offset {offset:#x}: {e}"),
+            );
             buf.fill(0);
         }
         let mut first = 0;

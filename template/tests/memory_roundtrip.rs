@@ -514,7 +514,11 @@ fn any_page_source_serves_first_touches() {
         }
         Err(e) => panic!("map_memory_from failed: {e}"),
     };
-    assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing read up front");
+    assert_eq!(
+        reads.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing read up front"
+    );
     let r0 = &mapped.regions()[0];
     // SAFETY: a read of a test-owned mapping, served by the fault thread.
     let b = unsafe { std::ptr::read_volatile(r0.as_ptr().add(100 * ps + 9)) };

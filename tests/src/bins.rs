@@ -6,8 +6,15 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-/// Crates whose sources end up in the workspace binaries.
-const BINARY_SOURCE_DIRS: &[&str] = &["vmm", "acpi", "remote-mem", "template"];
+/// The crates whose sources end up in each workspace binary (a binary is stale when one of
+/// them changed after it was built; cargo leaves binaries alone whose crates didn't change).
+fn source_dirs(binary: &str) -> &'static [&'static str] {
+    match binary {
+        "revenant-memd" => &["remote-mem"],
+        "revenant-sim" => &["acpi"],
+        _ => &["vmm", "acpi", "remote-mem", "template"],
+    }
+}
 
 /// Path of workspace binary `name`, from `$REVENANT_BIN_DIR` or the running test's profile
 /// directory. Panics with instructions when it was not built: a test that silently ran
@@ -36,7 +43,7 @@ pub fn binary(name: &str) -> PathBuf {
     // test of a stale binary would check old code, so refuse it.
     if std::env::var_os("REVENANT_BIN_DIR").is_none() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        if let Some((newest, file)) = BINARY_SOURCE_DIRS
+        if let Some((newest, file)) = source_dirs(name)
             .iter()
             .filter_map(|d| newest_source(&root.join(d)))
             .max()

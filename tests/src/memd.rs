@@ -23,7 +23,15 @@ pub fn token_file(dir: &Path) -> PathBuf {
 impl Memd {
     pub fn start(token: &Path) -> Memd {
         let mut child = Command::new(binary("revenant-memd"))
-            .args(["--listen", "127.0.0.1:0", "--capacity", "1G", "--slab-size", "64M", "--token-file"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--capacity",
+                "1G",
+                "--slab-size",
+                "64M",
+                "--token-file",
+            ])
             .arg(token)
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())

@@ -276,5 +276,8 @@ fn remote_clones_fault_their_memory_in_from_memory_servers() {
         token.display()
     );
     let r = vmm.client.put("vm.snapshot", Some(&bad));
-    assert_eq!((r.status, r.json()["field"].as_str()), (400, Some("memory_servers.servers")));
+    assert_eq!(
+        (r.status, r.json()["field"].as_str()),
+        (400, Some("memory_servers.servers"))
+    );
 }

@@ -194,8 +194,13 @@ impl Controller {
         if let Some(servers) = memory_servers {
             use crate::remote_template::RemoteTemplateError as E;
             crate::remote_template::upload(&dir, &manifest, servers).map_err(|e| match e {
-                E::Servers(why) => ControlError::Config(ConfigError::new("memory_servers.servers", why)),
-                E::Token { .. } => ControlError::Config(ConfigError::new("memory_servers.token_file", e.to_string())),
+                E::Servers(why) => {
+                    ControlError::Config(ConfigError::new("memory_servers.servers", why))
+                }
+                E::Token { .. } => ControlError::Config(ConfigError::new(
+                    "memory_servers.token_file",
+                    e.to_string(),
+                )),
                 other => ControlError::Vm(VmError::Snapshot(other.to_string())),
             })?;
         }

@@ -68,7 +68,12 @@ pub enum RemoteTemplateError {
     Record { path: String, reason: String },
 }
 
-fn client_config(servers: &str, token_file: &Path, replicas: Option<usize>, key: Option<[u8; 16]>) -> Result<ClientConfig, RemoteTemplateError> {
+fn client_config(
+    servers: &str,
+    token_file: &Path,
+    replicas: Option<usize>,
+    key: Option<[u8; 16]>,
+) -> Result<ClientConfig, RemoteTemplateError> {
     let endpoints = Endpoint::parse_list(servers).map_err(|e| RemoteTemplateError::Servers(e.0))?;
     let token = std::fs::read(token_file).map_err(|source| RemoteTemplateError::Token {
         path: token_file.display().to_string(),
@@ -102,9 +107,19 @@ fn memory_file_path(dir: &Path, manifest: &TemplateManifest) -> PathBuf {
 }
 
 /// Copies the template's memory file into new memd slabs and writes `remote.json`.
-pub fn upload(dir: &Path, manifest: &TemplateManifest, servers: &MemoryServers) -> Result<(), RemoteTemplateError> {
-    let cfg = client_config(&servers.servers, &servers.token_file, servers.replicas, None)?;
-    let client = MemClient::connect(&cfg).map_err(|e| RemoteTemplateError::Client(e.to_string()))?;
+pub fn upload(
+    dir: &Path,
+    manifest: &TemplateManifest,
+    servers: &MemoryServers,
+) -> Result<(), RemoteTemplateError> {
+    let cfg = client_config(
+        &servers.servers,
+        &servers.token_file,
+        servers.replicas,
+        None,
+    )?;
+    let client =
+        MemClient::connect(&cfg).map_err(|e| RemoteTemplateError::Client(e.to_string()))?;
     let path = memory_file_path(dir, manifest);
     let io_err = |what| {
         let path = path.display().to_string();
@@ -115,17 +130,26 @@ pub fn upload(dir: &Path, manifest: &TemplateManifest, servers: &MemoryServers) 
     let slab_size = client.slab_size();
     let slabs = len.div_ceil(slab_size);
     for _ in 0..slabs {
-        client.alloc_slab().map_err(|e| RemoteTemplateError::Client(e.to_string()))?;
+        client
+            .alloc_slab()
+            .map_err(|e| RemoteTemplateError::Client(e.to_string()))?;
     }
     let mut chunk = vec![0u8; UPLOAD_CHUNK];
     let mut offset = 0u64;
     while offset < len {
         // Chunks never cross a slab boundary: slab sizes are multiples of 1 MiB.
-        let n = (len - offset).min(UPLOAD_CHUNK as u64).min(slab_size - offset % slab_size) as usize;
-        file.read_exact_at(&mut chunk[..n], offset).map_err(io_err("cannot read"))?;
+        let n = (len - offset)
+            .min(UPLOAD_CHUNK as u64)
+            .min(slab_size - offset % slab_size) as usize;
+        file.read_exact_at(&mut chunk[..n], offset)
+            .map_err(io_err("cannot read"))?;
         if chunk[..n].iter().any(|b| *b != 0) {
             client
-                .write(SlabId((offset / slab_size) as usize), offset % slab_size, &chunk[..n])
+                .write(
+                    SlabId((offset / slab_size) as usize),
+                    offset % slab_size,
+                    &chunk[..n],
+                )
                 .map_err(|e| RemoteTemplateError::Client(e.to_string()))?;
         }
         offset += n as u64;
@@ -174,7 +198,11 @@ impl PageSource for MemdPageSource {
             let in_slab = at % self.slab_size;
             let n = (buf.len() - done).min((self.slab_size - in_slab) as usize);
             self.client
-                .read(SlabId((at / self.slab_size) as usize), in_slab, &mut buf[done..done + n])
+                .read(
+                    SlabId((at / self.slab_size) as usize),
+                    in_slab,
+                    &mut buf[done..done + n],
+                )
                 .map_err(|e| io::Error::other(e.to_string()))?;
             done += n;
         }
@@ -189,11 +217,21 @@ pub fn open(dir: &Path) -> Result<MemdPageSource, RemoteTemplateError> {
         path: path.display().to_string(),
         reason,
     };
-    let text = std::fs::read(&path).map_err(|e| bad(format!("cannot read it ({e}); was the template uploaded with memory_servers?")))?;
+    let text = std::fs::read(&path).map_err(|e| {
+        bad(format!(
+            "cannot read it ({e}); was the template uploaded with memory_servers?"
+        ))
+    })?;
     let record: RemoteRecord = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
     let key = unhex(&record.key).ok_or_else(|| bad("key is not 32 hex digits".into()))?;
-    let cfg = client_config(&record.servers, &record.token_file, record.replicas, Some(key))?;
-    let client = MemClient::attach(&cfg, &record.table).map_err(|e| RemoteTemplateError::Client(e.to_string()))?;
+    let cfg = client_config(
+        &record.servers,
+        &record.token_file,
+        record.replicas,
+        Some(key),
+    )?;
+    let client = MemClient::attach(&cfg, &record.table)
+        .map_err(|e| RemoteTemplateError::Client(e.to_string()))?;
     Ok(MemdPageSource {
         slab_size: record.table.slab_size,
         client,
@@ -221,7 +259,9 @@ mod tests {
 
     #[test]
     fn keys_round_trip_through_hex() {
-        let key = [0u8, 1, 0xab, 0xff, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 0x80];
+        let key = [
+            0u8, 1, 0xab, 0xff, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 0x80,
+        ];
         assert_eq!(unhex(&hex(&key)), Some(key));
         assert_eq!(unhex("abc"), None);
         assert_eq!(unhex(&"zz".repeat(16)), None);

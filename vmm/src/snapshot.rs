@@ -8,8 +8,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use revenant_template::{
-    open_template, open_template_state, save_template, GuestRegionRef, PageScan, RestoreMode, SaveOptions,
-    SnapshotOptions, TemplateManifest,
+    open_template, open_template_state, save_template, GuestRegionRef, PageScan, RestoreMode,
+    SaveOptions, SnapshotOptions, TemplateManifest,
 };
 use serde::{Deserialize, Serialize};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
@@ -143,7 +143,8 @@ impl Vm {
             MemoryRestoreMode::Cow => template.map_memory(RestoreMode::Cow)?,
             MemoryRestoreMode::Ondemand => template.map_memory(RestoreMode::OnDemand)?,
             MemoryRestoreMode::Remote => {
-                let source = crate::remote_template::open(dir).map_err(|e| VmError::Snapshot(e.to_string()))?;
+                let source = crate::remote_template::open(dir)
+                    .map_err(|e| VmError::Snapshot(e.to_string()))?;
                 revenant_template::map_memory_from(&template.manifest.memory, Box::new(source))
                     .map_err(|e| VmError::Snapshot(format!("cannot map remote memory: {e}")))?
             }

@@ -101,9 +101,10 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// Boots the watcher with `fill_mib` MiB of data, pauses it, snapshots it to `dir`; returns
-/// the snapshot time in ms.
-fn make_template(work: &Path, dir: &Path, fill_mib: u64) -> f64 {
+/// Boots the watcher with `fill_mib` MiB of data, pauses it, snapshots it to `dir` (and
+/// uploads its memory to `servers` when given: `memory_servers` JSON); returns the snapshot
+/// time in ms.
+fn make_template(work: &Path, dir: &Path, fill_mib: u64, servers: Option<&str>) -> f64 {
     let image = work.join(format!("watcher-{fill_mib}.bin"));
     std::fs::write(&image, guests::long_mode_vmgenid_watcher(fill_mib << 8)).expect("guest");
     let mut vmm = Vmm::spawn(work, &format!("template-{fill_mib}"));
@@ -113,7 +114,13 @@ fn make_template(work: &Path, dir: &Path, fill_mib: u64) -> f64 {
     // Filling runs natively at CPL3; give it ample time to reach the watch loop.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(vmm.client.put("vm.pause", None).status, 204);
-    let url = format!(r#"{{"destination_url":"file://{}"}}"#, dir.display());
+    let url = match servers {
+        Some(s) => format!(
+            r#"{{"destination_url":"file://{}","memory_servers":{s}}}"#,
+            dir.display()
+        ),
+        None => format!(r#"{{"destination_url":"file://{}"}}"#, dir.display()),
+    };
     let start = Instant::now();
     let r = vmm.client.put("vm.snapshot", Some(&url));
     let ms = start.elapsed().as_secs_f64() * 1e3;
@@ -149,8 +156,23 @@ fn main() {
         "making templates (128 MiB guest; 120 MiB of data, and 0 MiB) in {}",
         shm.display()
     );
-    let snapshot_ms = make_template(work.path(), &full, 120);
-    let snapshot_sparse_ms = make_template(work.path(), &sparse, 0);
+    let snapshot_ms = make_template(work.path(), &full, 120, None);
+    let snapshot_sparse_ms = make_template(work.path(), &sparse, 0, None);
+    // The same guest with its memory on two memory servers (r = 2), for remote restores.
+    let token = revenant_tests::memd::token_file(work.path());
+    let memds = [
+        revenant_tests::memd::Memd::start(&token),
+        revenant_tests::memd::Memd::start(&token),
+    ];
+    let remote = templates.path().join("remote");
+    let servers = format!(
+        r#"{{"servers":"{},{}","token_file":"{}","replicas":2}}"#,
+        memds[0].endpoint,
+        memds[1].endpoint,
+        token.display()
+    );
+    let upload_ms = make_template(work.path(), &remote, 120, Some(&servers));
+    eprintln!("snapshot + upload of 120 MiB to two memory servers: {upload_ms:.1} ms");
     eprintln!(
         "snapshot: {snapshot_ms:.1} ms with 120 MiB of data, {snapshot_sparse_ms:.1} ms sparse"
     );
@@ -183,6 +205,19 @@ fn main() {
         let s = fork_samples(mode, other, true);
         results.push((format!("{mode}_p50_ms"), percentile(s, 0.5)));
     }
+    let mut remote_samples = Vec::with_capacity(other);
+    for i in 0..other {
+        let mut vmm = Vmm::spawn(work.path(), &format!("remote-{i}"));
+        let sent = Instant::now();
+        vmm.restore_and_resume(&remote, "remote");
+        remote_samples.push((vmm.first_report() - sent).as_secs_f64() * 1e3);
+    }
+    eprintln!(
+        "remote (pool): p50 {:.3} ms over {other}",
+        percentile(remote_samples.clone(), 0.5)
+    );
+    results.push(("remote_p50_ms".into(), percentile(remote_samples, 0.5)));
+    drop(memds);
     let nopool = fork_samples("cow", other, false);
     results.push(("nopool_p50_ms".into(), percentile(nopool, 0.5)));
 
@@ -205,6 +240,7 @@ fn main() {
 
     results.push(("snapshot_ms".into(), snapshot_ms));
     results.push(("snapshot_sparse_ms".into(), snapshot_sparse_ms));
+    results.push(("snapshot_upload_ms".into(), upload_ms));
     results.push(("private_mib_per_clone".into(), per_clone_mib));
     let body: Vec<String> = results
         .iter()

@@ -129,7 +129,9 @@ struct SnapshotRequest {
 async fn vm_snapshot(State(state): State<ApiState>, raw: Bytes) -> ApiResult {
     let (req, ignored) = body::parse::<SnapshotRequest>(&raw)?;
     warn_ignored("vm.snapshot", &ignored);
-    state.controller().snapshot(&req.destination_url, req.memory_servers.as_ref())?;
+    state
+        .controller()
+        .snapshot(&req.destination_url, req.memory_servers.as_ref())?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
