@@ -198,6 +198,27 @@ impl GuestMemoryMapping {
         &self.regions
     }
 
+    /// For on-demand mappings: memory-file offsets of the pages loaded by faults so far (each
+    /// faulting page and its fault-around window: the guest's working set); empty otherwise.
+    pub fn faulted_offsets(&self) -> Vec<u64> {
+        self.pager
+            .as_ref()
+            .map(OnDemandPager::faulted_offsets)
+            .unwrap_or_default()
+    }
+
+    /// For on-demand mappings: page faults served so far.
+    pub fn faults(&self) -> u64 {
+        self.pager.as_ref().map_or(0, OnDemandPager::faults)
+    }
+
+    /// For on-demand mappings: waits until the prefetch list has been loaded.
+    pub fn wait_prefetched(&self) {
+        if let Some(p) = &self.pager {
+            p.wait_prefetched();
+        }
+    }
+
     /// For [`RestoreMode::OnDemand`]: the first error the fault thread met (it then filled the
     /// page with zeros rather than leave the guest blocked). `None` when all is well.
     pub fn on_demand_error(&self) -> Option<String> {
@@ -257,6 +278,18 @@ pub fn map_memory(
     layout: &MemoryLayout,
     mode: RestoreMode,
 ) -> Result<GuestMemoryMapping, MapError> {
+    map_memory_prefetched(path, layout, mode, &[])
+}
+
+/// [`map_memory`], and for [`RestoreMode::OnDemand`] the pages at the memory-file offsets in
+/// `prefetch` (a recorded working set) are loaded in batches first
+/// ([`GuestMemoryMapping::wait_prefetched`]).
+pub fn map_memory_prefetched(
+    path: &Path,
+    layout: &MemoryLayout,
+    mode: RestoreMode,
+    prefetch: &[u64],
+) -> Result<GuestMemoryMapping, MapError> {
     layout.validate()?;
     let io_err = |op: &'static str| {
         move |source| MapError::Io {
@@ -313,8 +346,9 @@ pub fn map_memory(
                     file_offset: r.file_offset,
                 })
                 .collect();
-            let pager = OnDemandPager::start(Box::new(file), ranges, host_page_size())
-                .map_err(MapError::Userfaultfd)?;
+            let pager =
+                OnDemandPager::start(Box::new(file), ranges, host_page_size(), prefetch.to_vec())
+                    .map_err(MapError::Userfaultfd)?;
             Some(pager)
         }
         RestoreMode::Copy | RestoreMode::Cow => None,
@@ -327,6 +361,7 @@ pub fn map_memory(
 pub fn map_memory_from(
     layout: &MemoryLayout,
     source: Box<dyn PageSource>,
+    prefetch: &[u64],
 ) -> Result<GuestMemoryMapping, MapError> {
     layout.validate()?;
     let regions = layout
@@ -343,8 +378,8 @@ pub fn map_memory_from(
             file_offset: r.file_offset,
         })
         .collect();
-    let pager =
-        OnDemandPager::start(source, ranges, host_page_size()).map_err(MapError::Userfaultfd)?;
+    let pager = OnDemandPager::start(source, ranges, host_page_size(), prefetch.to_vec())
+        .map_err(MapError::Userfaultfd)?;
     Ok(GuestMemoryMapping {
         pager: Some(pager),
         regions,

@@ -48,15 +48,31 @@ pub(crate) struct OnDemandPager {
     stop: File,
     thread: Option<JoinHandle<()>>,
     error: Arc<Mutex<Option<String>>>,
+    stats: Arc<FaultStats>,
+}
+
+/// What the fault thread has done, for working-set recording and counters.
+#[derive(Debug, Default)]
+pub(crate) struct FaultStats {
+    /// Memory-file offsets of every page the fault thread loaded (each faulting page and its
+    /// fault-around window): the working set of a clone's first run (REAP, ASPLOS'21).
+    faulted: Mutex<std::collections::BTreeSet<u64>>,
+    faults: std::sync::atomic::AtomicU64,
+    /// Set once the prefetch list has been loaded (immediately when there was none).
+    prefetched: Mutex<bool>,
+    prefetched_cv: std::sync::Condvar,
 }
 
 impl OnDemandPager {
     /// Registers `ranges` (already mapped, private anonymous, not yet touched) with a new
-    /// userfaultfd and starts the thread that serves their faults from `source`.
+    /// userfaultfd and starts the thread that serves their faults from `source`. Pages at the
+    /// memory-file offsets in `prefetch` are loaded first, in batches, before any fault is
+    /// served ([`OnDemandPager::wait_prefetched`] waits for that).
     pub(crate) fn start(
         source: Box<dyn PageSource>,
         ranges: Vec<PagedRange>,
         page_size: usize,
+        prefetch: Vec<u64>,
     ) -> io::Result<Self> {
         // Not user-mode-only: KVM touches guest memory from the kernel (get_user_pages) and those
         // faults must reach the handler too. Needs CAP_SYS_PTRACE, access to /dev/userfaultfd,
@@ -80,7 +96,10 @@ impl OnDemandPager {
         let stop = unsafe { File::from_raw_fd(efd) };
         let stop_wait = stop.try_clone()?;
         let error = Arc::new(Mutex::new(None));
+        let stats = Arc::new(FaultStats::default());
         let server = FaultServer {
+            stats: Arc::clone(&stats),
+            prefetch,
             uffd,
             source,
             ranges,
@@ -95,7 +114,35 @@ impl OnDemandPager {
             stop,
             thread: Some(thread),
             error,
+            stats,
         })
+    }
+
+    /// Memory-file offsets of the pages faulted on so far, ascending.
+    pub(crate) fn faulted_offsets(&self) -> Vec<u64> {
+        self.stats
+            .faulted
+            .lock()
+            .map(|f| f.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Faults served so far.
+    pub(crate) fn faults(&self) -> u64 {
+        self.stats.faults.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Blocks until the prefetch list given to `start` has been loaded.
+    pub(crate) fn wait_prefetched(&self) {
+        let Ok(mut done) = self.stats.prefetched.lock() else {
+            return;
+        };
+        while !*done {
+            match self.stats.prefetched_cv.wait(done) {
+                Ok(d) => done = d,
+                Err(_) => return,
+            }
+        }
     }
 
     /// The first error the fault thread met (a page it had to fill with zeros instead).
@@ -122,6 +169,8 @@ fn uffd_io(e: userfaultfd::Error) -> io::Error {
 struct FaultServer {
     uffd: Uffd,
     source: Box<dyn PageSource>,
+    stats: Arc<FaultStats>,
+    prefetch: Vec<u64>,
     ranges: Vec<PagedRange>,
     page_size: usize,
     buf: Vec<u8>,
@@ -130,6 +179,7 @@ struct FaultServer {
 
 impl FaultServer {
     fn run(mut self, stop: &File) {
+        self.load_prefetch();
         loop {
             let mut fds = [
                 libc::pollfd {
@@ -169,12 +219,64 @@ impl FaultServer {
         }
     }
 
+    /// Loads the prefetch list: each run of consecutive pages is read from the source in one
+    /// go (up to the fault-around buffer) and copied in with one ioctl, instead of one fault
+    /// round trip per page. Then tells waiters the prefetch is done.
+    fn load_prefetch(&mut self) {
+        let ps = self.page_size as u64;
+        let max_run = (self.buf.len() / self.page_size) as u64;
+        let list = std::mem::take(&mut self.prefetch);
+        let mut i = 0;
+        while i < list.len() {
+            let start = list[i] & !(ps - 1);
+            let mut pages = 1;
+            while i + (pages as usize) < list.len()
+                && list[i + pages as usize] == start + pages * ps
+                && pages < max_run
+            {
+                pages += 1;
+            }
+            i += pages as usize;
+            let Some(range) = self
+                .ranges
+                .iter()
+                .find(|r| start >= r.file_offset && start < r.file_offset + r.len as u64)
+                .copied()
+            else {
+                continue; // not in any region: ignore a stale list entry
+            };
+            let pages = pages.min((range.file_offset + range.len as u64 - start) / ps);
+            let host = range.host_addr + (start - range.file_offset) as usize;
+            let buf = &mut self.buf[..(pages * ps) as usize];
+            if self.source.read_at(buf, start).is_err() {
+                continue; // the guest's own faults will load (and report) these pages
+            }
+            // SAFETY: host..host+len lies in a range registered with this uffd and nothing
+            // has run on it yet; the source is our own buffer, readable for len bytes.
+            let _ = unsafe {
+                self.uffd.copy(
+                    buf.as_ptr().cast(),
+                    host as *mut libc::c_void,
+                    buf.len(),
+                    true,
+                )
+            };
+        }
+        if let Ok(mut done) = self.stats.prefetched.lock() {
+            *done = true;
+            self.stats.prefetched_cv.notify_all();
+        }
+    }
+
     /// Fills the page containing `addr` and up to [`FAULT_AROUND_PAGES`] - 1 pages after it
     /// (within the region): runs of data pages with UFFDIO_COPY, runs of zero pages with
     /// UFFDIO_ZEROPAGE (no memory allocated).
     fn serve(&mut self, addr: usize) {
         let ps = self.page_size;
         let page_addr = addr & !(ps - 1);
+        self.stats
+            .faults
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let Some(range) = self
             .ranges
             .iter()
@@ -185,6 +287,7 @@ impl FaultServer {
         };
         let pages = FAULT_AROUND_PAGES.min((range.host_addr + range.len - page_addr) / ps);
         let offset = range.file_offset + (page_addr - range.host_addr) as u64;
+
         let buf = &mut self.buf[..pages * ps];
         if let Err(e) = self.source.read_at(buf, offset) {
             // Leaving the vCPU blocked forever is worse than a zero page; record why.
@@ -204,6 +307,12 @@ impl FaultServer {
             }
             let dst = (page_addr + first * ps) as *mut libc::c_void;
             let len = (end - first) * ps;
+            // Recorded before the fill: the ioctl wakes the faulting thread, which may look at
+            // the working set right away. A run that turns out to be present already was
+            // loaded for this guest anyway.
+            if let Ok(mut f) = self.stats.faulted.lock() {
+                f.extend((first..end).map(|p| offset + (p * ps) as u64));
+            }
             let result = if zero {
                 // SAFETY: dst..dst+len lies in a range registered with this uffd; the kernel
                 // checks it is still mapped and registered and fills only missing pages.

@@ -209,6 +209,21 @@ impl<S> Template<S> {
         self.dir.join(&self.manifest.memory_file)
     }
 
+    /// Maps the guest memory for a restore, loading the `prefetch` pages (memory-file offsets)
+    /// first in on-demand mode.
+    pub fn map_memory_prefetched(
+        &self,
+        mode: RestoreMode,
+        prefetch: &[u64],
+    ) -> Result<GuestMemoryMapping, TemplateError> {
+        Ok(crate::memory_map::map_memory_prefetched(
+            &self.memory_path(),
+            &self.manifest.memory,
+            mode,
+            prefetch,
+        )?)
+    }
+
     /// Maps the guest memory for a restore.
     pub fn map_memory(&self, mode: RestoreMode) -> Result<GuestMemoryMapping, TemplateError> {
         Ok(map_memory(

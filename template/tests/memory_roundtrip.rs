@@ -506,7 +506,7 @@ fn any_page_source_serves_first_touches() {
         bytes: fs::read(&path).unwrap(),
         reads: reads.clone(),
     };
-    let mapped = match revenant_template::map_memory_from(&layout, Box::new(source)) {
+    let mapped = match revenant_template::map_memory_from(&layout, Box::new(source), &[]) {
         Ok(m) => m,
         Err(MapError::Userfaultfd(e)) => {
             eprintln!("SKIP: userfaultfd not available to this process: {e}");
@@ -525,4 +525,58 @@ fn any_page_source_serves_first_touches() {
     assert_eq!(b, pattern(100, 9));
     assert!(reads.load(std::sync::atomic::Ordering::SeqCst) >= 1);
     assert!(mapped.on_demand_error().is_none());
+}
+
+#[test]
+fn prefetched_pages_need_no_fault_and_faults_are_recorded() {
+    let ps = host_page_size();
+    let dir = template_dir();
+    let regions = two_region_guest();
+    let (path, layout) = save(&regions, dir.path(), PageScan::Pagemap);
+    let base = layout.regions[0].file_offset;
+    let prefetch: Vec<u64> = (100..104).map(|p| base + (p * ps) as u64).collect();
+    let mapped = match revenant_template::map_memory_prefetched(
+        &path,
+        &layout,
+        RestoreMode::OnDemand,
+        &prefetch,
+    ) {
+        Ok(m) => m,
+        Err(MapError::Userfaultfd(e)) => {
+            eprintln!("SKIP: userfaultfd not available to this process: {e}");
+            return;
+        }
+        Err(e) => panic!("map failed: {e}"),
+    };
+    mapped.wait_prefetched();
+    let r0 = &mapped.regions()[0];
+    let flags = page_flags(r0);
+    assert!(
+        (100..104).all(|p| flags[p].present),
+        "prefetched pages are present"
+    );
+    // SAFETY: reads of a test-owned mapping.
+    let (data, zero) = unsafe {
+        (
+            std::ptr::read_volatile(r0.as_ptr().add(100 * ps + 5)),
+            std::ptr::read_volatile(r0.as_ptr().add(102 * ps + 5)),
+        )
+    };
+    assert_eq!(
+        (data, zero),
+        (pattern(100, 5), 0),
+        "page 100 holds data, 102 is a hole"
+    );
+    assert_eq!(mapped.faults(), 0, "a prefetched page must not fault");
+    // A page outside the working set faults; it and its fault-around window are recorded.
+    // SAFETY: as above.
+    let _ = unsafe { std::ptr::read_volatile(r0.as_ptr().add(200 * ps)) };
+    assert_eq!(mapped.faults(), 1);
+    let recorded = mapped.faulted_offsets();
+    assert_eq!(recorded.first(), Some(&(base + (200 * ps) as u64)));
+    assert_eq!(
+        recorded.len(),
+        16,
+        "the 16-page fault-around window: {recorded:?}"
+    );
 }

@@ -451,6 +451,13 @@ pub const VMGENID_CHANGED: u32 = 0x6e_e7;
 /// (every clone gets a new one at restore) it reports [`VMGENID_CHANGED`] through its #UD
 /// handler and goes on watching. A clone's first report therefore marks the moment it ran.
 pub fn long_mode_vmgenid_watcher(fill_pages_count: u64) -> Vec<u8> {
+    long_mode_vmgenid_toucher(fill_pages_count, 0)
+}
+
+/// [`long_mode_vmgenid_watcher`] that, on seeing a new ID, first reads one word from each of
+/// `touch_pages` pages from [`WORKLOAD_BASE`] (a clone's first work after a fork, whose pages
+/// an on-demand restore must fault in) and only then reports.
+pub fn long_mode_vmgenid_toucher(fill_pages_count: u64, touch_pages: u64) -> Vec<u8> {
     let mut a = CodeAssembler::new(64).expect("64-bit assembler");
     let build = |a: &mut CodeAssembler| -> Result<(), IcedError> {
         let mut user = a.create_label();
@@ -474,6 +481,16 @@ pub fn long_mode_vmgenid_watcher(fill_pages_count: u64) -> Vec<u8> {
         a.cmp(qword_ptr(rdi + 8), r12)?;
         a.je(wait)?;
         a.set_label(&mut changed)?;
+        if touch_pages > 0 {
+            a.mov(rsi, WORKLOAD_BASE)?;
+            a.mov(rcx, touch_pages)?;
+            let mut touch = a.create_label();
+            a.set_label(&mut touch)?;
+            a.add(rax, qword_ptr(rsi))?;
+            a.add(rsi, 4096)?;
+            a.dec(rcx)?;
+            a.jnz(touch)?;
+        }
         a.ud2()?;
         a.jmp(watch)?;
 

@@ -281,3 +281,50 @@ fn remote_clones_fault_their_memory_in_from_memory_servers() {
         (400, Some("memory_servers.servers"))
     );
 }
+
+#[test]
+fn a_recorded_working_set_spares_later_clones_their_faults() {
+    if !kvm_available("a_recorded_working_set_spares_later_clones_their_faults") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut source = ApiVmm::start();
+    // 16 MiB of data; after a fork the guest reads 8 MiB of it before reporting.
+    let image = write_guest(
+        dir.path(),
+        "toucher.bin",
+        &guests::long_mode_vmgenid_toucher(4096, 2048),
+    );
+    let body = test_guest_config(&image, "long", 33554432, "Off", "");
+    assert_eq!(source.client.put("vm.create", Some(&body)).status, 204);
+    assert_eq!(source.client.put("vm.boot", None).status, 204);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(source.client.put("vm.pause", None).status, 204);
+    let template = dir.path().join("template");
+    let url = format!(r#"{{"destination_url":"file://{}"}}"#, template.display());
+    assert_eq!(source.client.put("vm.snapshot", Some(&url)).status, 204);
+
+    let faults = |vmm: &mut ApiVmm| {
+        vmm.client.get("vm.counters").json()["memory_faults"]
+            .as_u64()
+            .unwrap()
+    };
+    let (mut first, _) = fork_until(&template, "ondemand", 1);
+    let first_faults = faults(&mut first);
+    // 2048 pages touched, fault-around loads up to 16 per fault.
+    assert!(first_faults >= 2048 / 16, "only {first_faults} faults");
+    let r = first.client.put("vm.save-working-set", None);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.json()["pages"].as_u64().unwrap() >= first_faults);
+
+    let (mut second, _) = fork_until(&template, "ondemand", 1);
+    let second_faults = faults(&mut second);
+    assert!(
+        second_faults * 10 <= first_faults,
+        "{second_faults} faults with the working set vs {first_faults} without"
+    );
+
+    // Only on-demand clones have a working set to save.
+    let (mut cow, _) = fork_until(&template, "cow", 1);
+    assert_eq!(cow.client.put("vm.save-working-set", None).status, 409);
+}

@@ -84,6 +84,8 @@ pub struct Controller {
     exits: Sender<TaggedExit>,
     generation: u64,
     last_exit: Option<GuestExit>,
+    /// The template a restored VM came from (for its working set).
+    template_dir: Option<std::path::PathBuf>,
     sleep: Option<Sleep>,
     energy: Option<VmEnergy>,
     power_profile: PowerProfile,
@@ -98,6 +100,7 @@ impl Controller {
             exits,
             generation: 0,
             last_exit: None,
+            template_dir: None,
             sleep: None,
             energy: None,
             power_profile: PowerProfile::default(),
@@ -239,12 +242,25 @@ impl Controller {
         })?;
         self.vm = Some(vm);
         self.config = Some(config);
+        self.template_dir = Some(dir);
         self.state = VmState::Paused;
         self.last_exit = None;
         self.sleep = None;
         self.energy = Some(VmEnergy::new(&self.power_profile));
         self.set_phase(PowerPhase::Idle);
         Ok(())
+    }
+
+    /// `vm.save-working-set`: records the pages this on-demand clone has touched next to its
+    /// template, for later restores to load up front. Returns the number of pages.
+    pub fn save_working_set(&mut self) -> Result<usize, ControlError> {
+        let (Some(vm), Some(dir)) = (&self.vm, &self.template_dir) else {
+            return Err(self.wrong_state("save a working set (restore from a template first)"));
+        };
+        vm.save_working_set(dir).map_err(|e| match e {
+            VmError::Snapshot(why) => ControlError::WrongState(why),
+            other => ControlError::from(other),
+        })
     }
 
     /// Host-initiated sleep (`vm.sleep`): the vCPUs stop where they are.

@@ -138,17 +138,29 @@ impl Vm {
         }
         install_kick_handler()?;
         let threads = spawn_vcpu_threads(state.vcpus.len() as u8)?;
+        // On-demand restores load the template's recorded working set first, in batches.
+        let working_set = match mode {
+            MemoryRestoreMode::Ondemand | MemoryRestoreMode::Remote => read_working_set(dir),
+            _ => Vec::new(),
+        };
         let mapping = match mode {
             MemoryRestoreMode::Copy => template.map_memory(RestoreMode::Copy)?,
             MemoryRestoreMode::Cow => template.map_memory(RestoreMode::Cow)?,
-            MemoryRestoreMode::Ondemand => template.map_memory(RestoreMode::OnDemand)?,
+            MemoryRestoreMode::Ondemand => {
+                template.map_memory_prefetched(RestoreMode::OnDemand, &working_set)?
+            }
             MemoryRestoreMode::Remote => {
                 let source = crate::remote_template::open(dir)
                     .map_err(|e| VmError::Snapshot(e.to_string()))?;
-                revenant_template::map_memory_from(&template.manifest.memory, Box::new(source))
-                    .map_err(|e| VmError::Snapshot(format!("cannot map remote memory: {e}")))?
+                revenant_template::map_memory_from(
+                    &template.manifest.memory,
+                    Box::new(source),
+                    &working_set,
+                )
+                .map_err(|e| VmError::Snapshot(format!("cannot map remote memory: {e}")))?
             }
         };
+        mapping.wait_prefetched();
         let memory = guest_memory_over(&mapping)?;
         let kvm = create_vm(&memory, state.has_pit)?;
         state.kvm.restore(&kvm.fd)?;
@@ -200,6 +212,64 @@ impl Vm {
         )?;
         vm.pause()?;
         Ok((vm, config))
+    }
+
+    /// Writes the pages this on-demand clone has faulted in so far into the template's
+    /// working-set file, so later on-demand and remote restores load them up front (REAP).
+    /// Returns how many pages it recorded.
+    pub fn save_working_set(&self, template_dir: &Path) -> Result<usize, VmError> {
+        let Some(mapping) = &self.template_memory else {
+            return Err(VmError::Snapshot(
+                "this VM was not restored from a template".into(),
+            ));
+        };
+        let offsets = mapping.faulted_offsets();
+        if offsets.is_empty() {
+            return Err(VmError::Snapshot(
+                "no page faults recorded: only ondemand and remote restores record a working set"
+                    .into(),
+            ));
+        }
+        let set = WorkingSet { offsets };
+        let text = serde_json::to_vec(&set).map_err(|e| VmError::Snapshot(e.to_string()))?;
+        let path = template_dir.join(WORKING_SET_FILE);
+        let tmp = template_dir.join(format!(".{WORKING_SET_FILE}.tmp"));
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| VmError::Snapshot(format!("cannot write {}: {e}", path.display())))?;
+        Ok(set.offsets.len())
+    }
+
+    /// Page faults the on-demand memory has served (0 for other restore modes and boots).
+    pub fn memory_faults(&self) -> u64 {
+        self.template_memory.as_ref().map_or(0, |m| m.faults())
+    }
+}
+
+/// The working set recorded next to a template: memory-file offsets of the pages a clone
+/// touched in its first run.
+const WORKING_SET_FILE: &str = "working_set.json";
+
+#[derive(Serialize, Deserialize)]
+struct WorkingSet {
+    offsets: Vec<u64>,
+}
+
+/// The template's working set, or none (a missing or unreadable file only costs faults).
+fn read_working_set(dir: &Path) -> Vec<u64> {
+    let path = dir.join(WORKING_SET_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => match serde_json::from_slice::<WorkingSet>(&bytes) {
+            Ok(mut set) => {
+                set.offsets.sort_unstable();
+                set.offsets
+            }
+            Err(e) => {
+                tracing::warn!("ignoring {}: {e}", path.display());
+                Vec::new()
+            }
+        },
+        Err(_) => Vec::new(),
     }
 }
 

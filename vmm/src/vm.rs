@@ -94,6 +94,8 @@ pub struct VmCounters {
     pub pio_exits: u64,
     pub mmio_exits: u64,
     pub other_exits: u64,
+    /// Page faults served from a template (ondemand and remote restores).
+    pub memory_faults: u64,
     /// Instructions the host's KVM refused and Revenant emulated, by mnemonic.
     pub fallback_emulations: std::collections::BTreeMap<&'static str, u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -358,6 +360,7 @@ impl Vm {
             pio_exits: self.counters.pio.load(Ordering::Relaxed),
             mmio_exits: self.counters.mmio.load(Ordering::Relaxed),
             other_exits: self.counters.other.load(Ordering::Relaxed),
+            memory_faults: self.memory_faults(),
             fallback_emulations: self
                 .counters
                 .fallbacks

@@ -48,6 +48,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/vm.wake", put(vm_wake))
         .route("/api/v1/vm.power-button", put(vm_power_button))
         .route("/api/v1/vm.resize", put(vm_resize))
+        .route("/api/v1/vm.save-working-set", put(vm_save_working_set))
         .fallback(unknown_endpoint)
         .with_state(state)
 }
@@ -195,6 +196,16 @@ async fn vm_resize(State(state): State<ApiState>, raw: Bytes) -> ApiResult {
         .controller()
         .resize(req.desired_vcpus, req.desired_ram)?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(serde::Serialize)]
+struct WorkingSetSaved {
+    pages: usize,
+}
+
+async fn vm_save_working_set(State(state): State<ApiState>) -> ApiResult {
+    let pages = state.controller().save_working_set()?;
+    Ok(Json(WorkingSetSaved { pages }).into_response())
 }
 
 async fn vm_power_button(State(state): State<ApiState>) -> ApiResult {
