@@ -48,6 +48,8 @@ pub const GED_IRQ: u32 = 23;
 pub const GED_EVENT_CPU_HOTPLUG: u32 = 1 << 0;
 pub const GED_EVENT_MEMORY_HOTPLUG: u32 = 1 << 1;
 pub const GED_EVENT_POWER_BUTTON: u32 = 1 << 2;
+/// The VM generation ID changed (a clone was restored): `_EVT` notifies `\_SB_.VGEN` (0x80).
+pub const GED_EVENT_VMGENID: u32 = 1 << 3;
 
 /// CPU hotplug controller (Cloud Hypervisor's register layout): select a CPU, read its
 /// status, acknowledge insert/remove, eject.

@@ -440,6 +440,20 @@ fn acpiexec_runs_ged_events_into_hotplug_scan_and_power_button() {
         !block.contains("[C000]"),
         "no CPU scan without the CPU bit:\n{block}"
     );
+    assert!(!notified(block, "VGEN", 0x80), "{block}");
+
+    // A new VM generation ID (a restored clone): the GED notifies VGEN, and nothing else.
+    let blocks = acpiexec(
+        &four_of_eight(),
+        &[(
+            "\\_SB.GED.GDAT",
+            u64::from(revenant_acpi::platform::GED_EVENT_VMGENID),
+        )],
+        &evt,
+    );
+    let block = &blocks[0].1;
+    assert!(notified(block, "VGEN", 0x80), "VMGenID change:\n{block}");
+    assert!(!notified(block, "PWRB", 0x80), "{block}");
 }
 
 fn platform_bits(cpu: bool, button: bool) -> u64 {

@@ -14,10 +14,12 @@ use revenant_template::{
 use serde::{Deserialize, Serialize};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
 
+use revenant_acpi::platform::GED_EVENT_VMGENID;
+
 use crate::boot::cpuid::CpuProfile;
 use crate::config::VmConfig;
 use crate::devices::exit::ExitSignal;
-use crate::vm::{spawn_vcpu_threads, Devices, DevicesState, Hotplug, Vm, VmError};
+use crate::vm::{spawn_vcpu_threads, Devices, DevicesState, Hotplug, StageTimer, Vm, VmError};
 use crate::vstate::memory::{GuestMemoryMmap, GuestRegionMmap};
 use crate::vstate::persist::{KvmVmState, VcpuState};
 use crate::vstate::run_control::{install_kick_handler, RunControl};
@@ -114,6 +116,7 @@ impl Vm {
         mode: MemoryRestoreMode,
         exit: ExitSignal,
     ) -> Result<(Vm, VmConfig), VmError> {
+        let mut timer = StageTimer::new();
         // A remote restore reads memory from the servers: the local memory file may be gone.
         let template = if mode == MemoryRestoreMode::Remote {
             open_template_state::<VmSnapshot>(dir)?
@@ -136,6 +139,7 @@ impl Vm {
                 state.vcpus.len()
             )));
         }
+        timer.stage("restore: template opened and verified");
         install_kick_handler()?;
         let threads = spawn_vcpu_threads(state.vcpus.len() as u8)?;
         // On-demand restores load the template's recorded working set first, in batches.
@@ -161,8 +165,10 @@ impl Vm {
             }
         };
         mapping.wait_prefetched();
+        timer.stage("restore: memory mapped");
         let memory = guest_memory_over(&mapping)?;
         let kvm = create_vm(&memory, state.has_pit)?;
+        timer.stage("restore: KVM VM created");
         state.kvm.restore(&kvm.fd)?;
         // A clone is a new VM: a new generation ID tells its guest to reseed what it shares
         // with its siblings (ACPI VMGenID).
@@ -197,6 +203,7 @@ impl Vm {
             vcpu.restore_state(saved)?;
             vcpus.push(vcpu);
         }
+        timer.stage("restore: VM state, devices and vCPU state set");
         let vm = Vm::assemble(
             control,
             counters,
@@ -211,6 +218,14 @@ impl Vm {
             vcpus,
         )?;
         vm.pause()?;
+        timer.stage("restore: vCPU threads running, parked");
+        // ... and the guest is told through the GED (Notify VGEN), delivered when it runs.
+        vm.ged
+            .notify(GED_EVENT_VMGENID)
+            .map_err(|source| VmError::Irq {
+                what: "GED",
+                source,
+            })?;
         Ok((vm, config))
     }
 

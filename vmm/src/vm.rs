@@ -428,20 +428,20 @@ fn supported_cpuid() -> Result<kvm_bindings::CpuId, VmError> {
 }
 
 /// Logs how long each boot stage took (debug level), to see where start latency goes.
-struct StageTimer {
+pub(crate) struct StageTimer {
     last: std::time::Instant,
 }
 
 impl StageTimer {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         StageTimer {
             last: std::time::Instant::now(),
         }
     }
 
-    fn stage(&mut self, what: &str) {
+    pub(crate) fn stage(&mut self, what: &str) {
         let now = std::time::Instant::now();
-        tracing::debug!("boot: {what} in {} us", (now - self.last).as_micros());
+        tracing::debug!("stage: {what} in {} us", (now - self.last).as_micros());
         self.last = now;
     }
 }

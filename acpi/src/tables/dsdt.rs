@@ -25,6 +25,8 @@ pub const MAX_VIRTIO_DEVICES: usize = 0x1000;
 pub const VMGENID_HID: &str = "RVNT0001";
 /// `Notify` value of a power button press (ACPI 6.5, 4.8.2.2.1.1).
 const NOTIFY_POWER_BUTTON: u8 = 0x80;
+/// Notify value the Linux vmgenid driver (and the VMGenID spec) expects on a new ID.
+const NOTIFY_VMGENID_CHANGED: u8 = 0x80;
 
 /// AML that is already encoded, so that parts built separately can be nested.
 pub struct Raw(pub Vec<u8>);
@@ -50,7 +52,7 @@ pub fn build(config: &AcpiConfig) -> Vec<u8> {
     }
     sb.extend(com1());
     sb.extend(power_button());
-    sb.extend(generic_event_device());
+    sb.extend(generic_event_device(config.vmgenid));
     sb.extend(cpu_hotplug::container(config));
     if config.vmgenid {
         sb.extend(vmgenid());
@@ -116,8 +118,9 @@ fn power_button() -> Vec<u8> {
     aml_bytes(&Device::new("PWRB".into(), vec![&hid, &uid]))
 }
 
-/// `Device (GED_)`: see the module documentation.
-fn generic_event_device() -> Vec<u8> {
+/// `Device (GED_)`: see the module documentation. With `vmgenid`, bit
+/// `GED_EVENT_VMGENID` notifies `\_SB_.VGEN` so the guest re-reads its generation ID.
+fn generic_event_device(vmgenid: bool) -> Vec<u8> {
     let hid = Name::new("_HID".into(), &"ACPI0013");
     let uid = Name::new("_UID".into(), &ZERO);
     let irq = Interrupt::new(true, false, false, false, platform::GED_IRQ);
@@ -149,7 +152,17 @@ fn generic_event_device() -> Vec<u8> {
     let button_set = Equal::new(&button_masked, &button_bit);
     let press = Notify::new(&button, &NOTIFY_POWER_BUTTON);
     let on_button = If::new(&button_set, vec![&press]);
-    let evt = Method::new("_EVT".into(), 1, true, vec![&read, &on_cpu, &on_button]);
+    let vgen = Path::new("\\_SB_.VGEN");
+    let vgen_bit = platform::GED_EVENT_VMGENID;
+    let vgen_masked = And::new(&ZERO, &Local(0), &vgen_bit);
+    let vgen_set = Equal::new(&vgen_masked, &vgen_bit);
+    let changed = Notify::new(&vgen, &NOTIFY_VMGENID_CHANGED);
+    let on_vgen = If::new(&vgen_set, vec![&changed]);
+    let mut body: Vec<&dyn Aml> = vec![&read, &on_cpu, &on_button];
+    if vmgenid {
+        body.push(&on_vgen);
+    }
+    let evt = Method::new("_EVT".into(), 1, true, body);
 
     aml_bytes(&Device::new(
         "GED_".into(),

@@ -27,7 +27,7 @@
 //! - CPU hot-plug controller: see [`cpu_hotplug`].
 //! - VMGenID (`\_SB_.VGEN`, `_CID` "VM_Gen_Counter"): the 16-byte generation ID lives at
 //!   [`platform::VMGENID_ADDR`]; after changing it the VMM should make the guest see
-//!   `Notify (\_SB_.VGEN, 0x80)` (no GED bit is assigned for that yet).
+//!   `Notify (\_SB_.VGEN, 0x80)`, which the GED sends for bit `GED_EVENT_VMGENID`.
 
 pub mod cpu_hotplug;
 mod dsdt;

@@ -5,9 +5,9 @@
  *
  * Original Table Header:
  *     Signature        "DSDT"
- *     Length           0x000005F8 (1528)
+ *     Length           0x00000610 (1552)
  *     Revision         0x02
- *     Checksum         0x8B
+ *     Checksum         0xFD
  *     OEM ID           "RVNANT"
  *     OEM Table ID     "REVENANT"
  *     OEM Revision     0x00000001 (1)
@@ -122,6 +122,11 @@ DefinitionBlock ("", "DSDT", 2, "RVNANT", "REVENANT", 0x00000001)
                 If (((Local0 & 0x04) == 0x04))
                 {
                     Notify (\_SB.PWRB, 0x80) // Status Change
+                }
+
+                If (((Local0 & 0x08) == 0x08))
+                {
+                    Notify (\_SB.VGEN, 0x80) // Status Change
                 }
             }
         }

@@ -9,7 +9,7 @@ fn main() {
         std::process::exit(2);
     };
     let dir = std::path::PathBuf::from(dir);
-    let images: [(&str, Vec<u8>); 4] = [
+    let images: [(&str, Vec<u8>); 5] = [
         (
             "hello.bin",
             guests::real_mode_hello("Hello from a Revenant real-mode guest\n"),
@@ -17,6 +17,7 @@ fn main() {
         ("halt.bin", guests::real_mode_halt()),
         ("checksum.bin", guests::long_mode_checksum(4096)),
         ("ticker.bin", guests::long_mode_ticker(26)),
+        ("ged.bin", guests::long_mode_ged_poller()),
     ];
     for (name, code) in images {
         if let Err(e) = std::fs::write(dir.join(name), code) {

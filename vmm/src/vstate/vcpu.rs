@@ -232,7 +232,23 @@ impl Vcpu {
     }
 
     /// The vCPU's KVM state, for a snapshot (the VM must be paused).
-    pub fn save_state(&self, kvm: &kvm_ioctls::Kvm) -> Result<VcpuState, PersistError> {
+    ///
+    /// A vCPU paused right after a port or MMIO exit still has that access's completion
+    /// pending inside KVM, invisible in the registers. One KVM_RUN with immediate_exit set
+    /// lets KVM finish it (it completes pending I/O, then returns EINTR without entering the
+    /// guest), so a clone neither repeats nor loses the access.
+    pub fn save_state(&mut self, kvm: &kvm_ioctls::Kvm) -> Result<VcpuState, PersistError> {
+        self.fd.set_kvm_immediate_exit(1);
+        let flushed = self.fd.run().map(|_| ());
+        self.fd.set_kvm_immediate_exit(0);
+        if let Err(e) = flushed {
+            if e.errno() != libc::EINTR {
+                return Err(PersistError::Kvm {
+                    what: "complete pending I/O",
+                    source: e,
+                });
+            }
+        }
         VcpuState::save(self.id, kvm, &self.fd)
     }
 
