@@ -337,18 +337,7 @@ pub fn map_memory_prefetched(
     }
     let pager = match mode {
         RestoreMode::OnDemand => {
-            let ranges = regions
-                .iter()
-                .zip(&layout.regions)
-                .map(|(m, r)| PagedRange {
-                    host_addr: m.as_ptr() as usize,
-                    len: m.len(),
-                    file_offset: r.file_offset,
-                })
-                .collect();
-            let pager =
-                OnDemandPager::start(Box::new(file), ranges, host_page_size(), prefetch.to_vec())
-                    .map_err(MapError::Userfaultfd)?;
+            let pager = start_pager(&regions, layout, Box::new(file), prefetch)?;
             Some(pager)
         }
         RestoreMode::Copy | RestoreMode::Cow => None,
@@ -369,6 +358,21 @@ pub fn map_memory_from(
         .iter()
         .map(|r| MappedRegion::anonymous(r.guest_addr, r.size as usize))
         .collect::<Result<Vec<_>, _>>()?;
+    let pager = start_pager(&regions, layout, source, prefetch)?;
+    Ok(GuestMemoryMapping {
+        pager: Some(pager),
+        regions,
+    })
+}
+
+/// Registers the freshly mapped anonymous `regions` (laid out as `layout`) with a pager that
+/// fills them from `source`, loading `prefetch` first.
+fn start_pager(
+    regions: &[MappedRegion],
+    layout: &MemoryLayout,
+    source: Box<dyn PageSource>,
+    prefetch: &[u64],
+) -> Result<OnDemandPager, MapError> {
     let ranges = regions
         .iter()
         .zip(&layout.regions)
@@ -378,12 +382,8 @@ pub fn map_memory_from(
             file_offset: r.file_offset,
         })
         .collect();
-    let pager = OnDemandPager::start(source, ranges, host_page_size(), prefetch.to_vec())
-        .map_err(MapError::Userfaultfd)?;
-    Ok(GuestMemoryMapping {
-        pager: Some(pager),
-        regions,
-    })
+    OnDemandPager::start(source, ranges, host_page_size(), prefetch.to_vec())
+        .map_err(MapError::Userfaultfd)
 }
 
 /// Reads the non-hole parts of `file[offset..offset + dst.len()]` into `dst`. Holes are left

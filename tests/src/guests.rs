@@ -27,6 +27,17 @@ fn assemble(a: &mut CodeAssembler, base: u64) -> Vec<u8> {
     a.assemble(base).expect("test guest assembles")
 }
 
+/// Assembles a 64-bit guest written by `body`, loaded at [`LONG_MODE_BASE`]. Panics naming
+/// `what` if the code does not assemble (a bug in the test, not in the VMM).
+fn long_mode(
+    what: &str,
+    body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
+) -> Vec<u8> {
+    let mut a = CodeAssembler::new(64).expect("64-bit assembler");
+    body(&mut a).unwrap_or_else(|e| panic!("{what}: {e:?}"));
+    assemble(&mut a, LONG_MODE_BASE)
+}
+
 /// Ends the VM through the i8042 reset line, as Linux's `reboot=k` does.
 fn reset(a: &mut CodeAssembler) -> Result<(), IcedError> {
     a.mov(al, 0xfe_u32 as i32)?;
@@ -225,8 +236,7 @@ pub fn long_mode_checksum(pages: u64) -> Vec<u8> {
 /// service handler (UD2) to report the number of reports so far (1, 2, 3, ...). Progress is visible in
 /// `vm.counters`, so a test can tell whether the vCPU runs.
 pub fn long_mode_ticker(shift: u32) -> Vec<u8> {
-    let mut a = CodeAssembler::new(64).expect("64-bit assembler");
-    let build = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+    long_mode("long-mode ticker guest", |a| {
         let mut user = a.create_label();
         let mut handler = a.create_label();
         enter_user_mode(a, user, handler)?;
@@ -251,9 +261,7 @@ pub fn long_mode_ticker(shift: u32) -> Vec<u8> {
         a.add(qword_ptr(rsp), 2)?;
         a.iretq()?;
         Ok(())
-    };
-    build(&mut a).expect("long-mode ticker guest");
-    assemble(&mut a, LONG_MODE_BASE)
+    })
 }
 
 /// Guest-physical address of the FACS (`revenant_acpi::platform::FACS_ADDR`), where a guest
@@ -366,8 +374,7 @@ fn report(a: &mut CodeAssembler, value: u32) -> Result<(), IcedError> {
 /// #BP handler after INT3; 8 = POPCNT of 0xf0f0; 0xa1 after FWAIT. Then it resets, or, with
 /// `halt_at_end`, halts forever (so the VM stays up for its counters to be read).
 pub fn long_mode_fallbacks(halt_at_end: bool) -> Vec<u8> {
-    let mut a = CodeAssembler::new(64).expect("64-bit assembler");
-    let build = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+    long_mode("long-mode fallback guest", |a| {
         let mut breakpoint = a.create_label();
         let mut start = a.create_label();
         a.jmp(start)?;
@@ -391,31 +398,25 @@ pub fn long_mode_fallbacks(halt_at_end: bool) -> Vec<u8> {
         } else {
             reset(a)
         }
-    };
-    build(&mut a).expect("long-mode fallback guest");
-    assemble(&mut a, LONG_MODE_BASE)
+    })
 }
 
 /// 64-bit guest that executes XGETBV at CPL0, which this host's KVM refuses and Revenant does
 /// not emulate: the VM must stop with a message naming it. Reports 0xa0 first.
 pub fn long_mode_unsupported_instruction() -> Vec<u8> {
-    let mut a = CodeAssembler::new(64).expect("64-bit assembler");
-    let build = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+    long_mode("long-mode unsupported guest", |a| {
         report(a, 0xa0)?;
         a.xor(ecx, ecx)?;
         a.xgetbv()?;
         report(a, 0xa1)?;
         reset(a)
-    };
-    build(&mut a).expect("long-mode unsupported guest");
-    assemble(&mut a, LONG_MODE_BASE)
+    })
 }
 
 /// 64-bit guest that reports CPUID leaf 1 ECX, leaf 7.0 EBX, leaf 0x8000_0001 ECX and leaf
 /// 0x4000_0001 EAX, then halts (so the VM stays up).
 pub fn long_mode_cpuid() -> Vec<u8> {
-    let mut a = CodeAssembler::new(64).expect("64-bit assembler");
-    let build = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+    long_mode("long-mode cpuid guest", |a| {
         for (leaf, pick) in [
             (1u32, 'c'),
             (7, 'b'),
@@ -436,9 +437,7 @@ pub fn long_mode_cpuid() -> Vec<u8> {
         a.set_label(&mut forever)?;
         a.hlt()?;
         a.jmp(forever)
-    };
-    build(&mut a).expect("long-mode cpuid guest");
-    assemble(&mut a, LONG_MODE_BASE)
+    })
 }
 
 /// Guest-physical address of the VMGenID buffer (`revenant_acpi::platform::VMGENID_ADDR`).
@@ -458,8 +457,7 @@ pub fn long_mode_vmgenid_watcher(fill_pages_count: u64) -> Vec<u8> {
 /// `touch_pages` pages from [`WORKLOAD_BASE`] (a clone's first work after a fork, whose pages
 /// an on-demand restore must fault in) and only then reports.
 pub fn long_mode_vmgenid_toucher(fill_pages_count: u64, touch_pages: u64) -> Vec<u8> {
-    let mut a = CodeAssembler::new(64).expect("64-bit assembler");
-    let build = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+    long_mode("vmgenid watcher guest", |a| {
         let mut user = a.create_label();
         let mut service = a.create_label();
         enter_user_mode(a, user, service)?;
@@ -500,17 +498,14 @@ pub fn long_mode_vmgenid_toucher(fill_pages_count: u64, touch_pages: u64) -> Vec
         a.add(qword_ptr(rsp), 2)?;
         a.iretq()?;
         Ok(())
-    };
-    build(&mut a).expect("vmgenid watcher guest");
-    assemble(&mut a, LONG_MODE_BASE)
+    })
 }
 
 /// 64-bit guest that fills `fill_pages` pages from [`WORKLOAD_BASE`] at CPL3, reports 0x1d1e
 /// through its #UD handler and then halts there with interrupts off: an idle VM that costs no
 /// CPU (the vCPU sleeps in the in-kernel LAPIC), for density measurements.
 pub fn long_mode_fill_then_idle(fill_pages_count: u64) -> Vec<u8> {
-    let mut a = CodeAssembler::new(64).expect("64-bit assembler");
-    let build = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+    long_mode("fill-then-idle guest", |a| {
         let mut user = a.create_label();
         let mut service = a.create_label();
         enter_user_mode(a, user, service)?;
@@ -524,9 +519,7 @@ pub fn long_mode_fill_then_idle(fill_pages_count: u64) -> Vec<u8> {
         a.set_label(&mut idle)?;
         a.hlt()?;
         a.jmp(idle)
-    };
-    build(&mut a).expect("fill-then-idle guest");
-    assemble(&mut a, LONG_MODE_BASE)
+    })
 }
 
 /// Guest-physical address of the Generic Event Device's event register
@@ -536,8 +529,7 @@ pub const GED_MMIO_BASE: u64 = 0xf000_0000;
 /// 64-bit guest (CPL0) that reports 0xa0, then polls the GED event register until it reads
 /// a non-zero value, reports that value and resets.
 pub fn long_mode_ged_poller() -> Vec<u8> {
-    let mut a = CodeAssembler::new(64).expect("64-bit assembler");
-    let build = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+    long_mode("GED poller guest", |a| {
         report(a, 0xa0)?;
         a.mov(rbx, GED_MMIO_BASE)?;
         let mut poll = a.create_label();
@@ -547,9 +539,7 @@ pub fn long_mode_ged_poller() -> Vec<u8> {
         a.jz(poll)?;
         a.out(TEST_REPORT_PORT as u32, eax)?;
         reset(a)
-    };
-    build(&mut a).expect("GED poller guest");
-    assemble(&mut a, LONG_MODE_BASE)
+    })
 }
 
 /// Guest-physical address of the CPU hotplug controller
@@ -562,8 +552,7 @@ pub const CPU_HOTPLUG_MMIO_BASE: u64 = 0xf000_1000;
 /// `cpu << 8 | status`, acknowledge an insert, and acknowledge and eject a removal; repeat.
 /// Reports 0xa0 first.
 pub fn long_mode_cpu_hotplug_handler(cpus: u32) -> Vec<u8> {
-    let mut a = CodeAssembler::new(64).expect("64-bit assembler");
-    let build = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+    long_mode("CPU hotplug handler guest", |a| {
         report(a, 0xa0)?;
         a.mov(rbx, GED_MMIO_BASE)?;
         a.mov(rdi, CPU_HOTPLUG_MMIO_BASE)?;
@@ -596,9 +585,7 @@ pub fn long_mode_cpu_hotplug_handler(cpus: u32) -> Vec<u8> {
         a.cmp(ecx, cpus)?;
         a.jb(cpu_loop)?;
         a.jmp(poll)
-    };
-    build(&mut a).expect("CPU hotplug handler guest");
-    assemble(&mut a, LONG_MODE_BASE)
+    })
 }
 
 #[cfg(test)]
