@@ -8,7 +8,7 @@ mod atomic_file;
 pub mod memory_file;
 pub mod memory_map;
 mod on_demand;
-mod pagemap;
+pub mod pagemap;
 pub mod state_file;
 pub mod template_dir;
 
@@ -20,7 +20,7 @@ pub use memory_map::{
     map_memory, map_memory_from, map_memory_prefetched, GuestMemoryMapping, MapError, MappedRegion,
     RestoreMode,
 };
-pub use on_demand::PageSource;
+pub use on_demand::{serve_missing_pages, PageSource, Pager};
 pub use state_file::{read_state, write_state, Durability, StateFileError};
 pub use template_dir::{
     open_template, open_template_state, save_template, template_dir_from_url, SnapshotOptions,

@@ -34,6 +34,48 @@ impl PageSource for File {
     }
 }
 
+/// A userfaultfd pager over memory the caller already has (RAM extension: guest RAM whose
+/// pages were pushed to memory servers and dropped). Missing pages in the ranges are filled
+/// from the source on first touch; dropping the pager stops serving them.
+pub struct Pager(OnDemandPager);
+
+impl Pager {
+    /// Page faults served so far.
+    pub fn faults(&self) -> u64 {
+        self.0.faults()
+    }
+
+    /// The first error the fault thread met, if any.
+    pub fn error(&self) -> Option<String> {
+        self.0.error()
+    }
+}
+
+/// Serves missing-page faults in `ranges` (host address, length, offset of the range's first
+/// byte in `source`) from `source`. The ranges must be private anonymous memory of this
+/// process and stay mapped while the pager lives; pages already present are left alone.
+pub fn serve_missing_pages(
+    ranges: &[(usize, usize, u64)],
+    source: Box<dyn PageSource>,
+) -> io::Result<Pager> {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page_size = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let ranges = ranges
+        .iter()
+        .map(|&(host_addr, len, file_offset)| PagedRange {
+            host_addr,
+            len,
+            file_offset,
+        })
+        .collect();
+    Ok(Pager(OnDemandPager::start(
+        source,
+        ranges,
+        page_size,
+        Vec::new(),
+    )?))
+}
+
 /// A registered range: host address, length and where its bytes start in the memory file.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PagedRange {

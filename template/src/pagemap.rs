@@ -14,13 +14,13 @@ const PM_SWAPPED: u64 = 1 << 62;
 const ENTRY_LEN: usize = 8;
 
 /// An open `/proc/self/pagemap`.
-pub(crate) struct Pagemap {
+pub struct Pagemap {
     file: File,
     page_size: usize,
 }
 
 impl Pagemap {
-    pub(crate) fn open(page_size: usize) -> io::Result<Self> {
+    pub fn open(page_size: usize) -> io::Result<Self> {
         Ok(Self {
             file: File::open("/proc/self/pagemap")?,
             page_size,
@@ -29,12 +29,7 @@ impl Pagemap {
 
     /// Fills `out` with one flag per page starting at virtual address `addr` (page aligned):
     /// true when the page is present or swapped, i.e. may hold non-zero data.
-    pub(crate) fn has_data(
-        &self,
-        addr: usize,
-        pages: usize,
-        out: &mut Vec<bool>,
-    ) -> io::Result<()> {
+    pub fn has_data(&self, addr: usize, pages: usize, out: &mut Vec<bool>) -> io::Result<()> {
         let mut raw = vec![0u8; pages * ENTRY_LEN];
         let offset = (addr / self.page_size) as u64 * ENTRY_LEN as u64;
         self.file.read_exact_at(&mut raw, offset)?;
@@ -50,7 +45,7 @@ impl Pagemap {
 
 /// True when every byte of `page` is zero. Checks 64-byte blocks so the common case (a page with
 /// data) returns after the first block, and an all-zero page runs at memory bandwidth.
-pub(crate) fn is_zero(page: &[u8]) -> bool {
+pub fn is_zero(page: &[u8]) -> bool {
     let mut blocks = page.chunks_exact(64);
     for block in &mut blocks {
         let mut acc = 0u64;

@@ -588,6 +588,55 @@ pub fn long_mode_cpu_hotplug_handler(cpus: u32) -> Vec<u8> {
     })
 }
 
+/// 64-bit guest that writes [`pattern`] to `pages` pages from [`WORKLOAD_BASE`] once at CPL3,
+/// then verifies all of them over and over, reporting after each pass how many words were
+/// wrong (0 expected). Memory that leaves the host and comes back must still verify.
+pub fn long_mode_fill_and_verify(pages: u64) -> Vec<u8> {
+    long_mode("fill-and-verify guest", |a| {
+        let mut user = a.create_label();
+        let mut service = a.create_label();
+        enter_user_mode(a, user, service)?;
+        a.set_label(&mut user)?;
+        a.mov(r8, PATTERN_MULTIPLIER)?;
+        a.mov(rsi, WORKLOAD_BASE)?;
+        a.mov(r12, pages * 512)?;
+        a.xor(ecx, ecx)?;
+        let mut write = a.create_label();
+        a.set_label(&mut write)?;
+        a.mov(rax, rcx)?;
+        a.imul_2(rax, r8)?;
+        a.add(rax, PATTERN_OFFSET)?;
+        a.mov(qword_ptr(rsi + rcx * 8), rax)?;
+        a.inc(rcx)?;
+        a.cmp(rcx, r12)?;
+        a.jb(write)?;
+        let mut pass = a.create_label();
+        let mut check = a.create_label();
+        let mut same = a.create_label();
+        a.set_label(&mut pass)?;
+        a.xor(ecx, ecx)?;
+        a.xor(r10d, r10d)?;
+        a.set_label(&mut check)?;
+        a.mov(rdx, rcx)?;
+        a.imul_2(rdx, r8)?;
+        a.add(rdx, PATTERN_OFFSET)?;
+        a.cmp(qword_ptr(rsi + rcx * 8), rdx)?;
+        a.je(same)?;
+        a.inc(r10)?;
+        a.set_label(&mut same)?;
+        a.inc(rcx)?;
+        a.cmp(rcx, r12)?;
+        a.jb(check)?;
+        a.ud2()?;
+        a.jmp(pass)?;
+        a.set_label(&mut service)?;
+        a.mov(eax, r10d)?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        a.add(qword_ptr(rsp), 2)?;
+        a.iretq()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

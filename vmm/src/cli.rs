@@ -121,6 +121,7 @@ impl Cli {
             memory: MemoryConfig {
                 size: self.memory,
                 hotplug_size: 0,
+                remote: None,
             },
             payload: Some(payload),
             serial: self.serial.clone(),

@@ -69,6 +69,10 @@ pub struct MemoryConfig {
     /// `vm.info` (kata's client decodes it as one).
     #[serde(default)]
     pub hotplug_size: u64,
+    /// Revenant extension (RAM extension): memory servers that take the guest's RAM while the
+    /// VM is in Sz. Not with templates' copy-on-write clones (file-backed memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<crate::remote_template::MemoryServers>,
 }
 
 impl Default for MemoryConfig {
@@ -76,6 +80,7 @@ impl Default for MemoryConfig {
         MemoryConfig {
             size: 512 << 20,
             hotplug_size: 0,
+            remote: None,
         }
     }
 }

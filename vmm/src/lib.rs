@@ -8,6 +8,7 @@ pub mod controller;
 pub mod devices;
 pub mod energy;
 pub mod event_loop;
+pub mod ram_ext;
 pub mod remote_template;
 pub mod snapshot;
 pub mod vm;

@@ -68,7 +68,7 @@ pub enum RemoteTemplateError {
     Record { path: String, reason: String },
 }
 
-fn client_config(
+pub(crate) fn client_config(
     servers: &str,
     token_file: &Path,
     replicas: Option<usize>,
@@ -184,10 +184,18 @@ pub fn upload(
     })
 }
 
-/// Pages of a remote template, read from the memory servers.
+/// Pages read from memory servers: byte `offset` is at offset `offset % slab_size` of slab
+/// `offset / slab_size` (a template's memory file, or guest RAM pushed out by RAM-ext).
 pub struct MemdPageSource {
-    client: MemClient,
+    client: std::sync::Arc<MemClient>,
     slab_size: u64,
+}
+
+impl MemdPageSource {
+    pub fn new(client: std::sync::Arc<MemClient>) -> Self {
+        let slab_size = client.slab_size();
+        MemdPageSource { client, slab_size }
+    }
 }
 
 impl PageSource for MemdPageSource {
@@ -234,7 +242,7 @@ pub fn open(dir: &Path) -> Result<MemdPageSource, RemoteTemplateError> {
         .map_err(|e| RemoteTemplateError::Client(e.to_string()))?;
     Ok(MemdPageSource {
         slab_size: record.table.slab_size,
-        client,
+        client: std::sync::Arc::new(client),
     })
 }
 

@@ -94,8 +94,11 @@ pub struct VmCounters {
     pub pio_exits: u64,
     pub mmio_exits: u64,
     pub other_exits: u64,
-    /// Page faults served from a template (ondemand and remote restores).
+    /// Page faults served from a template (ondemand and remote restores) or from memory
+    /// servers after an Sz (RAM extension).
     pub memory_faults: u64,
+    /// Guest RAM written to memory servers by Sz evictions.
+    pub remote_bytes_out: u64,
     /// Instructions the host's KVM refused and Revenant emulated, by mnemonic.
     pub fallback_emulations: std::collections::BTreeMap<&'static str, u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -119,6 +122,8 @@ pub struct Vm {
     pub(crate) has_pit: bool,
     pub(crate) kvm: KvmVm,
     pub(crate) memory: GuestMemoryMmap,
+    /// Guest RAM on memory servers while in Sz (RAM extension), once the VM first slept.
+    pub(crate) remote_ram: Option<crate::ram_ext::RemoteRam>,
     /// The template mapping a restored VM's memory lives in; dropped (unmapped) after
     /// `memory`, which only borrows it.
     pub(crate) template_memory: Option<revenant_template::GuestMemoryMapping>,
@@ -230,6 +235,7 @@ impl Vm {
             has_pit,
             kvm,
             memory,
+            remote_ram: None,
             template_memory,
         };
         for (thread, vcpu) in threads.into_iter().zip(vcpus) {
@@ -345,6 +351,31 @@ impl Vm {
         self.cpu_slots.enabled()
     }
 
+    /// Gives the (stopped) guest's RAM to the memory servers: present pages are written there
+    /// and dropped locally; they fault back in when touched. Returns the bytes written.
+    pub fn evict_to_remote(
+        &mut self,
+        servers: &crate::remote_template::MemoryServers,
+    ) -> Result<u64, VmError> {
+        if self.template_memory.is_some() {
+            return Err(VmError::Snapshot(
+                "RAM extension needs anonymous guest memory; a template clone's memory is a file mapping".into(),
+            ));
+        }
+        if self.remote_ram.is_none() {
+            self.remote_ram = Some(
+                crate::ram_ext::RemoteRam::connect(servers, &self.memory)
+                    .map_err(|e| VmError::Snapshot(e.to_string()))?,
+            );
+        }
+        let ram = self
+            .remote_ram
+            .as_mut()
+            .ok_or_else(|| VmError::Snapshot("remote RAM missing".into()))?;
+        ram.evict_all()
+            .map_err(|e| VmError::Snapshot(e.to_string()))
+    }
+
     /// Presses the (ACPI) power button: a GED event the guest's button driver sees.
     pub fn press_power_button(&self) -> Result<(), VmError> {
         self.ged
@@ -360,7 +391,9 @@ impl Vm {
             pio_exits: self.counters.pio.load(Ordering::Relaxed),
             mmio_exits: self.counters.mmio.load(Ordering::Relaxed),
             other_exits: self.counters.other.load(Ordering::Relaxed),
-            memory_faults: self.memory_faults(),
+            memory_faults: self.memory_faults()
+                + self.remote_ram.as_ref().map_or(0, |r| r.faults()),
+            remote_bytes_out: self.remote_ram.as_ref().map_or(0, |r| r.bytes_out),
             fallback_emulations: self
                 .counters
                 .fallbacks
