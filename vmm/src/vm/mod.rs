@@ -1,40 +1,32 @@
 //! A running VM: guest memory, the KVM VM, devices, the event loop and the vCPU threads.
 //! `Vm` wires these together; each part owns its own logic.
 
-use std::fs::OpenOptions;
-use std::io::IsTerminal;
-use std::os::unix::net::UnixListener;
+mod devices;
+
+pub(crate) use devices::Devices;
+pub use devices::DevicesState;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use serde::Serialize;
-use vmm_sys_util::eventfd::EventFd;
 
 use crate::boot::cpuid::{CpuProfile, PVM_SAFE_LINUX_CMDLINE};
 use crate::boot::{acpi, linux, test_guest};
-use crate::config::{ConfigError, ConsoleMode, Payload, VmConfig};
-use revenant_acpi::platform::{
-    ACPI_PORTS_LEN, CPU_HOTPLUG_MMIO_BASE, CPU_HOTPLUG_MMIO_LEN, FACS_ADDR, GED_EVENT_CPU_HOTPLUG,
-    GED_EVENT_POWER_BUTTON, GED_IRQ, GED_MMIO_BASE, GED_MMIO_LEN, SLEEP_CONTROL_PORT,
-};
+use crate::config::{ConfigError, Payload, VmConfig};
+use revenant_acpi::platform::{FACS_ADDR, GED_EVENT_CPU_HOTPLUG, GED_EVENT_POWER_BUTTON};
 
-use crate::devices::acpi::cpu_hotplug::{CpuHotplugDevice, CpuSlot, CpuSlots};
+use crate::devices::acpi::cpu_hotplug::{CpuSlot, CpuSlots};
 use crate::devices::acpi::ged::GedNotifier;
 use vm_memory::{Bytes, GuestAddress};
 
-use crate::devices::acpi::sleep::SleepDevice;
-use crate::devices::bus::{Bus, BusError};
+use crate::devices::bus::BusError;
 use crate::devices::exit::ExitSignal;
-use crate::devices::legacy::i8042::{I8042, I8042_BASE, I8042_LEN};
-use crate::devices::legacy::test_report::{TestReport, TEST_REPORT_LEN, TEST_REPORT_PORT};
 use crate::devices::resources::ResourceError;
 use crate::devices::serial::device::SerialDevice;
-use crate::devices::serial::event_handler::{InputSource, SerialInput};
-use crate::devices::serial::output::{SerialOutput, SocketConsole};
-use crate::devices::serial::{COM1_BASE, COM1_GSI, COM1_LEN};
-use crate::event_loop::{EventLoop, EventLoopError, Subscriber};
+use crate::event_loop::{EventLoop, EventLoopError};
 use crate::vstate::memory::{create_guest_memory, GuestMemoryMmap, MemoryError};
 use crate::vstate::run_control::{install_kick_handler, RunControl, RunControlError};
 use crate::vstate::vcpu::{ExitCounters, SharedVcpu, Vcpu, VcpuContext, VcpuError, VcpuThread};
@@ -479,119 +471,11 @@ impl StageTimer {
     }
 }
 
-/// An eventfd wired to interrupt `gsi` of the in-kernel IOAPIC.
-fn irqfd(kvm: &KvmVm, gsi: u32, what: &'static str) -> Result<EventFd, VmError> {
-    let irq = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| VmError::Irq { what, source })?;
-    kvm.fd.register_irqfd(&irq, gsi).map_err(|e| VmError::Irq {
-        what,
-        source: std::io::Error::from_raw_os_error(e.errno()),
-    })?;
-    Ok(irq)
-}
-
 /// Threads for `count` vCPUs, started early so their creation overlaps VM setup.
 pub(crate) fn spawn_vcpu_threads(count: u8) -> Result<Vec<VcpuThread>, VmError> {
     Ok((0..count)
         .map(VcpuThread::spawn)
         .collect::<Result<Vec<_>, _>>()?)
-}
-
-/// The VM's devices and what the VMM keeps of them.
-pub(crate) struct Devices {
-    pio: Bus,
-    mmio: Bus,
-    ged: GedNotifier,
-    cpu_slots: CpuSlots,
-    event_loop: Option<EventLoop>,
-    test_reports: Option<Arc<Mutex<Vec<u32>>>>,
-    wake_status: Arc<AtomicBool>,
-    serial: Arc<Mutex<SerialDevice>>,
-}
-
-impl Devices {
-    /// COM1, the i8042, the ACPI sleep registers and, for raw test guests, the test-report
-    /// port; `saved` restores their state from a snapshot.
-    pub(crate) fn build(
-        config: &VmConfig,
-        kvm: &KvmVm,
-        exit: &ExitSignal,
-        control: &Arc<RunControl>,
-        saved: Option<&DevicesState>,
-        enabled_vcpus: usize,
-    ) -> Result<Devices, VmError> {
-        let mut pio = Bus::default();
-        let (serial, input) = build_serial(config, kvm, saved.map(|s| &s.serial))?;
-        pio.insert(COM1_BASE, COM1_LEN, serial.clone())?;
-        pio.insert(
-            I8042_BASE,
-            I8042_LEN,
-            Arc::new(Mutex::new(I8042::new(exit.clone()))),
-        )?;
-        let wake_status = Arc::new(AtomicBool::new(saved.is_some_and(|s| s.wake_status)));
-        let sleep = SleepDevice::new(exit.clone(), control.clone(), wake_status.clone());
-        pio.insert(
-            u64::from(SLEEP_CONTROL_PORT),
-            u64::from(ACPI_PORTS_LEN),
-            Arc::new(Mutex::new(sleep)),
-        )?;
-        let mut test_reports = None;
-        if config
-            .payload
-            .as_ref()
-            .is_some_and(|p| p.test_guest.is_some())
-        {
-            let report = TestReport::default();
-            test_reports = Some(report.values());
-            pio.insert(
-                TEST_REPORT_PORT,
-                TEST_REPORT_LEN,
-                Arc::new(Mutex::new(report)),
-            )?;
-        }
-        let event_loop = match input {
-            Some(sub) => Some(EventLoop::start(vec![sub])?),
-            None => None,
-        };
-        let mut mmio = Bus::default();
-        let irq = irqfd(kvm, GED_IRQ, "GED")?;
-        let (ged, ged_device) = crate::devices::acpi::ged::ged(irq);
-        mmio.insert(
-            GED_MMIO_BASE,
-            GED_MMIO_LEN,
-            Arc::new(Mutex::new(ged_device)),
-        )?;
-        let cpu_slots = CpuSlots::new(config.cpus.max_vcpus as usize, enabled_vcpus);
-        mmio.insert(
-            CPU_HOTPLUG_MMIO_BASE,
-            CPU_HOTPLUG_MMIO_LEN,
-            Arc::new(Mutex::new(CpuHotplugDevice::new(cpu_slots.clone()))),
-        )?;
-        Ok(Devices {
-            pio,
-            mmio,
-            ged,
-            cpu_slots,
-            event_loop,
-            test_reports,
-            wake_status,
-            serial,
-        })
-    }
-
-    pub(crate) fn vcpu_context(
-        &self,
-        exit: ExitSignal,
-        control: &Arc<RunControl>,
-        counters: &Arc<ExitCounters>,
-    ) -> VcpuContext {
-        VcpuContext {
-            pio: Arc::new(self.pio.clone()),
-            mmio: Arc::new(self.mmio.clone()),
-            exit,
-            control: control.clone(),
-            counters: counters.clone(),
-        }
-    }
 }
 
 /// What hot-plugging a vCPU needs: the CPUID every vCPU gets, the context it runs in, and how
@@ -600,85 +484,6 @@ pub(crate) struct Hotplug {
     pub(crate) cpuid: kvm_bindings::CpuId,
     pub(crate) ctx: VcpuContext,
     pub(crate) max_vcpus: u8,
-}
-
-/// Device state a snapshot carries.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct DevicesState {
-    pub serial: crate::devices::serial::persist::SerialSnapshot,
-    pub wake_status: bool,
-}
-
-/// COM1 with its output sink, its irqfd and, when there is one, its input source.
-fn build_serial(
-    config: &VmConfig,
-    kvm: &KvmVm,
-    saved: Option<&crate::devices::serial::persist::SerialSnapshot>,
-) -> Result<(Arc<Mutex<SerialDevice>>, Option<Subscriber>), VmError> {
-    let serial_cfg = &config.serial;
-    let mut input = None;
-    let output = match serial_cfg.mode {
-        ConsoleMode::Tty => {
-            if std::io::stdin().is_terminal() {
-                input = Some(InputSource::Stdin);
-            }
-            SerialOutput::Stdout
-        }
-        ConsoleMode::File => {
-            let path = serial_cfg
-                .file
-                .as_deref()
-                .unwrap_or(std::path::Path::new(""));
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| {
-                    ConfigError::new(
-                        "serial.file",
-                        format!("cannot open {}: {e}", path.display()),
-                    )
-                })?;
-            SerialOutput::File(file)
-        }
-        ConsoleMode::Socket => {
-            let path = serial_cfg
-                .socket
-                .as_deref()
-                .unwrap_or(std::path::Path::new(""));
-            let listener = UnixListener::bind(path).map_err(|e| {
-                ConfigError::new(
-                    "serial.socket",
-                    format!("cannot listen on {}: {e}", path.display()),
-                )
-            })?;
-            let console = Arc::new(Mutex::new(SocketConsole::default()));
-            input = Some(InputSource::Socket {
-                listener,
-                console: console.clone(),
-                client: None,
-            });
-            SerialOutput::Socket(console)
-        }
-        _ => SerialOutput::Sink,
-    };
-    let irq = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| VmError::Irq {
-        what: "serial",
-        source,
-    })?;
-    kvm.fd
-        .register_irqfd(&irq, COM1_GSI)
-        .map_err(|e| VmError::Irq {
-            what: "serial",
-            source: std::io::Error::from_raw_os_error(e.errno()),
-        })?;
-    let device = Arc::new(Mutex::new(match saved {
-        Some(state) => SerialDevice::from_state(state, irq, output).map_err(VmError::Snapshot)?,
-        None => SerialDevice::new(irq, output),
-    }));
-    let subscriber = input
-        .map(|source| Arc::new(Mutex::new(SerialInput::new(device.clone(), source))) as Subscriber);
-    Ok((device, subscriber))
 }
 
 #[cfg(test)]
