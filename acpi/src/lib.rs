@@ -9,6 +9,7 @@
 
 pub mod platform;
 pub mod power;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod tables;
 
@@ -19,6 +20,7 @@ pub enum Error {
     #[error(transparent)]
     Power(#[from] power::PowerError),
     /// The simulator's inputs are invalid or a simulation failed.
+    #[cfg(feature = "sim")]
     #[error(transparent)]
     Sim(#[from] sim::SimError),
 }

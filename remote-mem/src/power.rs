@@ -1,6 +1,5 @@
-//! Local model of the memd host's power state. The acpi crate owns the real
-//! power model; the lead connects this enum to it later. What matters here is
-//! which requests each state serves.
+//! The memd host's power state: which requests each state serves. The energy of each state
+//! comes from the acpi crate's power model (STAT's `joules_in_state`).
 
 use serde::{Deserialize, Serialize};
 

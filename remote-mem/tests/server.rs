@@ -247,6 +247,24 @@ fn power_states_gate_requests() {
         stat["seconds_in_state"]["sz"].as_f64().unwrap() > 0.0,
         "{stat}"
     );
+    // Energy per state comes from the acpi power model's default profile.
+    let profile = revenant_acpi::power::PowerProfile::default();
+    for (state, host) in [
+        ("sz", revenant_acpi::power::HostState::Sz),
+        ("s3", revenant_acpi::power::HostState::S3),
+    ] {
+        let secs = stat["seconds_in_state"][state].as_f64().unwrap();
+        let joules = stat["joules_in_state"][state].as_f64().unwrap();
+        let expected = secs * profile.power_w.watts(host);
+        assert!(
+            (joules - expected).abs() <= 1e-6 * expected.max(1.0),
+            "{state}: {stat}"
+        );
+    }
+    assert!(
+        profile.power_w.watts(revenant_acpi::power::HostState::Sz)
+            > profile.power_w.watts(revenant_acpi::power::HostState::S3)
+    );
 }
 
 #[test]

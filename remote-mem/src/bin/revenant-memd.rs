@@ -56,6 +56,10 @@ struct ServeArgs {
     /// Initial power state of the host.
     #[arg(long, value_enum, default_value = "s0")]
     power_state: PowerState,
+    /// Power profile (TOML or JSON, see revenant-acpi's power model) for the energy STAT
+    /// reports; default: the built-in profile.
+    #[arg(long)]
+    power_profile: Option<PathBuf>,
     /// Register in etcd (comma-separated client URLs); needs the `etcd` feature.
     #[arg(long)]
     etcd: Option<String>,
@@ -197,6 +201,11 @@ fn serve(a: ServeArgs) -> Result<()> {
         },
         a.power_state,
     ));
+    if let Some(path) = &a.power_profile {
+        let profile = revenant_acpi::power::PowerProfile::load(path)
+            .with_context(|| format!("--power-profile {}", path.display()))?;
+        store.set_power_profile(profile);
+    }
     let server = Server::start(a.listen.as_deref(), a.unix, store, token)?;
     tracing::info!(
         tcp = ?server.tcp_addr,

@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use revenant_acpi::power::{HostState, PowerProfile};
+
 use crate::power::PowerState;
 use crate::protocol::{ClientKey, Status};
 
@@ -68,6 +70,37 @@ struct PowerClock {
     spent: StateSeconds,
 }
 
+/// Joules spent in each power state, from the acpi power model: S0 at idle power (memd does
+/// not measure its host's CPU load), Sz and S3 at their sleep-state power.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct StateJoules {
+    /// Joules in S0.
+    pub s0: f64,
+    /// Joules in Sz.
+    pub sz: f64,
+    /// Joules in S3.
+    pub s3: f64,
+    /// All states together.
+    pub total: f64,
+}
+
+impl StateJoules {
+    fn from_seconds(s: &StateSeconds, profile: &PowerProfile) -> Self {
+        let w = |state| profile.power_w.watts(state);
+        let (s0, sz, s3) = (
+            s.s0 * w(HostState::S0Idle),
+            s.sz * w(HostState::Sz),
+            s.s3 * w(HostState::S3),
+        );
+        StateJoules {
+            s0,
+            sz,
+            s3,
+            total: s0 + sz + s3,
+        }
+    }
+}
+
 /// The STAT reply body.
 #[derive(Debug, Serialize)]
 pub struct StatsReport {
@@ -75,6 +108,8 @@ pub struct StatsReport {
     pub power_state: PowerState,
     /// Time spent per state since start (current state included up to now).
     pub seconds_in_state: StateSeconds,
+    /// Energy spent per state since start, from the host's power profile.
+    pub joules_in_state: StateJoules,
     /// Bytes per slab.
     pub slab_size: u64,
     /// Total capacity in bytes.
@@ -119,6 +154,8 @@ pub struct SlabStore {
     next_id: AtomicU64,
     power: AtomicU8,
     clock: Mutex<PowerClock>,
+    /// Watts per power state, for the energy in STAT.
+    profile: Mutex<PowerProfile>,
     /// Counters, updated by connections.
     pub counters: Counters,
 }
@@ -131,6 +168,7 @@ impl SlabStore {
             slabs: RwLock::new(HashMap::new()),
             usage: Mutex::new((0, HashMap::new())),
             next_id: AtomicU64::new(1),
+            profile: Mutex::new(PowerProfile::default()),
             power: AtomicU8::new(power.code()),
             clock: Mutex::new(PowerClock {
                 since: Instant::now(),
@@ -254,6 +292,16 @@ impl SlabStore {
         Ok((slab, offset as usize..end as usize))
     }
 
+    /// The power profile energy is computed with (the acpi crate's default until set).
+    pub fn power_profile(&self) -> PowerProfile {
+        *self.profile.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Uses `profile` for the energy STAT reports from now on (past seconds included).
+    pub fn set_power_profile(&self, profile: PowerProfile) {
+        *self.profile.lock().unwrap_or_else(|p| p.into_inner()) = profile;
+    }
+
     /// Snapshot of everything STAT reports.
     pub fn report(&self) -> StatsReport {
         let (used, clients) = {
@@ -270,6 +318,7 @@ impl SlabStore {
         StatsReport {
             power_state: self.power(),
             seconds_in_state: seconds,
+            joules_in_state: StateJoules::from_seconds(&seconds, &self.power_profile()),
             slab_size: self.limits.slab_size,
             capacity: self.limits.capacity,
             used,
