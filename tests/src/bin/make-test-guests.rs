@@ -1,5 +1,6 @@
 //! Writes the harness's test guests into a directory (used by scripts/demo):
-//! hello.bin (real mode), halt.bin (real mode), checksum.bin and ticker.bin (long mode).
+//! hello.bin and halt.bin (real mode); checksum.bin, ticker.bin, ged.bin and verify.bin (long
+//! mode).
 
 use revenant_tests::guests;
 
@@ -9,7 +10,7 @@ fn main() {
         std::process::exit(2);
     };
     let dir = std::path::PathBuf::from(dir);
-    let images: [(&str, Vec<u8>); 5] = [
+    let images: [(&str, Vec<u8>); 6] = [
         (
             "hello.bin",
             guests::real_mode_hello("Hello from a Revenant real-mode guest\n"),
@@ -18,6 +19,7 @@ fn main() {
         ("checksum.bin", guests::long_mode_checksum(4096)),
         ("ticker.bin", guests::long_mode_ticker(26)),
         ("ged.bin", guests::long_mode_ged_poller()),
+        ("verify.bin", guests::long_mode_fill_and_verify(16384)),
     ];
     for (name, code) in images {
         if let Err(e) = std::fs::write(dir.join(name), code) {
