@@ -183,16 +183,7 @@ pub fn long_mode_checksum(pages: u64) -> Vec<u8> {
         a.mov(rsi, WORKLOAD_BASE)?;
         a.mov(r12, words)?;
         // Write pass.
-        a.xor(ecx, ecx)?;
-        let mut write = a.create_label();
-        a.set_label(&mut write)?;
-        a.mov(rax, rcx)?;
-        a.imul_2(rax, r8)?;
-        a.add(rax, PATTERN_OFFSET)?;
-        a.mov(qword_ptr(rsi + rcx * 8), rax)?;
-        a.inc(rcx)?;
-        a.cmp(rcx, r12)?;
-        a.jb(write)?;
+        write_pattern(a)?;
         // Read-and-check pass.
         a.xor(ecx, ecx)?;
         a.xor(r9d, r9d)?;
@@ -323,6 +314,21 @@ pub fn real_mode_sleeper(rounds: u8) -> Vec<u8> {
     };
     build(&mut a).expect("real-mode sleeper");
     assemble(&mut a, 0)
+}
+
+/// Writes [`pattern`]`(i)` to word `i` for `i` in `0..R12`, from RSI, with R8 holding the
+/// pattern multiplier (clobbers RAX, RCX).
+fn write_pattern(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.xor(ecx, ecx)?;
+    let mut write = a.create_label();
+    a.set_label(&mut write)?;
+    a.mov(rax, rcx)?;
+    a.imul_2(rax, r8)?;
+    a.add(rax, PATTERN_OFFSET)?;
+    a.mov(qword_ptr(rsi + rcx * 8), rax)?;
+    a.inc(rcx)?;
+    a.cmp(rcx, r12)?;
+    a.jb(write)
 }
 
 /// CPL3 code writing one u64 of the pattern to each word of `pages` pages from
@@ -600,16 +606,7 @@ pub fn long_mode_fill_and_verify(pages: u64) -> Vec<u8> {
         a.mov(r8, PATTERN_MULTIPLIER)?;
         a.mov(rsi, WORKLOAD_BASE)?;
         a.mov(r12, pages * 512)?;
-        a.xor(ecx, ecx)?;
-        let mut write = a.create_label();
-        a.set_label(&mut write)?;
-        a.mov(rax, rcx)?;
-        a.imul_2(rax, r8)?;
-        a.add(rax, PATTERN_OFFSET)?;
-        a.mov(qword_ptr(rsi + rcx * 8), rax)?;
-        a.inc(rcx)?;
-        a.cmp(rcx, r12)?;
-        a.jb(write)?;
+        write_pattern(a)?;
         let mut pass = a.create_label();
         let mut check = a.create_label();
         let mut same = a.create_label();
