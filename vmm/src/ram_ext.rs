@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use revenant_remote_mem::client::{MemClient, SlabId};
+use revenant_remote_mem::client::MemClient;
 use revenant_template::pagemap::Pagemap;
 use revenant_template::{serve_missing_pages, Pager};
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
@@ -52,7 +52,7 @@ fn layout(memory: &GuestMemoryMmap) -> Result<Vec<(usize, usize, u64)>, RamExtEr
 
 /// A VM's guest RAM on memory servers.
 pub struct RemoteRam {
-    client: Arc<MemClient>,
+    space: MemdPageSource,
     regions: Vec<(usize, usize, u64)>,
     pager: Option<Pager>,
     /// Bytes written to the servers over all evictions.
@@ -72,13 +72,12 @@ impl RemoteRam {
         let client = MemClient::connect(&cfg).map_err(|e| RamExtError::Client(e.to_string()))?;
         let regions = layout(memory)?;
         let total: u64 = regions.iter().map(|r| r.1 as u64).sum();
-        for _ in 0..total.div_ceil(client.slab_size()) {
-            client
-                .alloc_slab()
-                .map_err(|e| RamExtError::Client(e.to_string()))?;
-        }
+        let space = MemdPageSource::new(Arc::new(client));
+        space
+            .allocate(total)
+            .map_err(|e| RamExtError::Client(e.to_string()))?;
         Ok(RemoteRam {
-            client: Arc::new(client),
+            space,
             regions,
             pager: None,
             bytes_out: 0,
@@ -91,7 +90,7 @@ impl RemoteRam {
         // Faults must reach us before any page goes: register first (MISSING mode leaves the
         // present pages alone).
         if self.pager.is_none() {
-            let source = Box::new(MemdPageSource::new(self.client.clone()));
+            let source = Box::new(self.space.clone());
             self.pager = Some(
                 serve_missing_pages(&self.regions, source).map_err(|source| RamExtError::Io {
                     what: "register guest RAM with userfaultfd",
@@ -100,7 +99,6 @@ impl RemoteRam {
             );
         }
         let ps = PAGE_SIZE as usize;
-        let slab = self.client.slab_size();
         let pagemap = Pagemap::open(ps).map_err(|source| RamExtError::Io {
             what: "open /proc/self/pagemap",
             source,
@@ -118,7 +116,7 @@ impl RemoteRam {
                         what: "read /proc/self/pagemap",
                         source,
                     })?;
-                // Runs of present pages go out in one request each (never across a slab).
+                // Runs of present pages (at most a batch, 1 MiB) go out together.
                 let mut i = 0;
                 while i < present.len() {
                     if !present[i] {
@@ -126,17 +124,16 @@ impl RemoteRam {
                         continue;
                     }
                     let offset = base + ((first + i) * ps) as u64;
-                    let room = ((slab - offset % slab) as usize) / ps;
                     let mut run = 1;
-                    while i + run < present.len() && present[i + run] && run < room {
+                    while i + run < present.len() && present[i + run] {
                         run += 1;
                     }
                     let addr = host + (first + i) * ps;
                     // SAFETY: `addr..addr + run pages` is guest RAM, mapped for the VM's
                     // lifetime; the vCPUs are stopped, so nothing writes it while it is read.
                     let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, run * ps) };
-                    self.client
-                        .write(SlabId((offset / slab) as usize), offset % slab, bytes)
+                    self.space
+                        .write_at(bytes, offset)
                         .map_err(|e| RamExtError::Client(e.to_string()))?;
                     written += (run * ps) as u64;
                     i += run;

@@ -12,7 +12,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use revenant_remote_mem::client::{ClientConfig, MemClient, SlabId, SlabTable};
+use revenant_remote_mem::client::{ClientConfig, ClientError, MemClient, SlabId, SlabTable};
 use revenant_remote_mem::endpoint::Endpoint;
 use revenant_template::{PageSource, TemplateManifest};
 use serde::{Deserialize, Serialize};
@@ -120,6 +120,7 @@ pub fn upload(
     )?;
     let client =
         MemClient::connect(&cfg).map_err(|e| RemoteTemplateError::Client(e.to_string()))?;
+    let space = MemdPageSource::new(std::sync::Arc::new(client));
     let path = memory_file_path(dir, manifest);
     let io_err = |what| {
         let path = path.display().to_string();
@@ -127,33 +128,23 @@ pub fn upload(
     };
     let file = File::open(&path).map_err(io_err("cannot open"))?;
     let len = manifest.memory.file_len;
-    let slab_size = client.slab_size();
-    let slabs = len.div_ceil(slab_size);
-    for _ in 0..slabs {
-        client
-            .alloc_slab()
-            .map_err(|e| RemoteTemplateError::Client(e.to_string()))?;
-    }
+    space
+        .allocate(len)
+        .map_err(|e| RemoteTemplateError::Client(e.to_string()))?;
     let mut chunk = vec![0u8; UPLOAD_CHUNK];
     let mut offset = 0u64;
     while offset < len {
-        // Chunks never cross a slab boundary: slab sizes are multiples of 1 MiB.
-        let n = (len - offset)
-            .min(UPLOAD_CHUNK as u64)
-            .min(slab_size - offset % slab_size) as usize;
+        let n = (len - offset).min(UPLOAD_CHUNK as u64) as usize;
         file.read_exact_at(&mut chunk[..n], offset)
             .map_err(io_err("cannot read"))?;
         if chunk[..n].iter().any(|b| *b != 0) {
-            client
-                .write(
-                    SlabId((offset / slab_size) as usize),
-                    offset % slab_size,
-                    &chunk[..n],
-                )
+            space
+                .write_at(&chunk[..n], offset)
                 .map_err(|e| RemoteTemplateError::Client(e.to_string()))?;
         }
         offset += n as u64;
     }
+    let client = &space.client;
     let record = RemoteRecord {
         servers: servers.servers.clone(),
         token_file: servers.token_file.clone(),
@@ -184,8 +175,11 @@ pub fn upload(
     })
 }
 
-/// Pages read from memory servers: byte `offset` is at offset `offset % slab_size` of slab
-/// `offset / slab_size` (a template's memory file, or guest RAM pushed out by RAM-ext).
+/// A linear byte space on memory servers: byte `offset` is at offset `offset % slab_size` of
+/// slab `offset / slab_size` (a template's memory file, or guest RAM pushed out by RAM-ext).
+/// Reads and writes are split at slab boundaries here, so callers never see them. Clones
+/// share the client.
+#[derive(Clone)]
 pub struct MemdPageSource {
     client: std::sync::Arc<MemClient>,
     slab_size: u64,
@@ -196,23 +190,50 @@ impl MemdPageSource {
         let slab_size = client.slab_size();
         MemdPageSource { client, slab_size }
     }
+
+    /// Allocates the slabs that hold `len` bytes (a fresh client: its slab ids count from 0).
+    pub fn allocate(&self, len: u64) -> Result<(), ClientError> {
+        for _ in 0..len.div_ceil(self.slab_size) {
+            self.client.alloc_slab()?;
+        }
+        Ok(())
+    }
+
+    /// The pieces of `offset..offset + len` inside single slabs: (slab, offset in it, start
+    /// within the range, length).
+    fn pieces(
+        &self,
+        offset: u64,
+        len: usize,
+    ) -> impl Iterator<Item = (SlabId, u64, usize, usize)> + '_ {
+        let mut done = 0usize;
+        std::iter::from_fn(move || {
+            (done < len).then(|| {
+                let at = offset + done as u64;
+                let in_slab = at % self.slab_size;
+                let n = (len - done).min((self.slab_size - in_slab) as usize);
+                let piece = (SlabId((at / self.slab_size) as usize), in_slab, done, n);
+                done += n;
+                piece
+            })
+        })
+    }
+
+    pub fn write_at(&self, data: &[u8], offset: u64) -> Result<(), ClientError> {
+        for (slab, at, start, n) in self.pieces(offset, data.len()) {
+            self.client.write(slab, at, &data[start..start + n])?;
+        }
+        Ok(())
+    }
 }
 
 impl PageSource for MemdPageSource {
     fn read_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let mut done = 0usize;
-        while done < buf.len() {
-            let at = offset + done as u64;
-            let in_slab = at % self.slab_size;
-            let n = (buf.len() - done).min((self.slab_size - in_slab) as usize);
+        let len = buf.len();
+        for (slab, at, start, n) in self.pieces(offset, len) {
             self.client
-                .read(
-                    SlabId((at / self.slab_size) as usize),
-                    in_slab,
-                    &mut buf[done..done + n],
-                )
+                .read(slab, at, &mut buf[start..start + n])
                 .map_err(|e| io::Error::other(e.to_string()))?;
-            done += n;
         }
         Ok(())
     }
