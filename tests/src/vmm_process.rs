@@ -160,3 +160,26 @@ pub fn test_guest_config(
         image.display()
     )
 }
+
+impl ApiVmm {
+    /// Values the guest reported on the test-report port, from `vm.counters` (empty when it
+    /// reported none, or when the VM is gone and has no counters).
+    pub fn reports(&mut self) -> Vec<u64> {
+        self.client.get("vm.counters").json()["test_reports"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Names of process `pid`'s vCPU threads (`vcpuN`, as kata finds them), sorted.
+pub fn vcpu_thread_names(pid: u32) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("/proc/PID/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim().to_string())
+        .filter(|c| c.starts_with("vcpu"))
+        .collect();
+    names.sort();
+    names
+}

@@ -71,15 +71,12 @@ fn lifecycle_create_boot_info_pause_resume_shutdown() {
 }
 
 fn assert_vcpu_threads_named(pid: u32, count: usize, log: &str) {
-    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|c| c.trim().to_string())
-        .filter(|c| c.starts_with("vcpu"))
-        .collect();
-    names.sort();
     let expected: Vec<String> = (0..count).map(|i| format!("vcpu{i}")).collect();
-    assert_eq!(names, expected, "{log}");
+    assert_eq!(
+        revenant_tests::vmm_process::vcpu_thread_names(pid),
+        expected,
+        "{log}"
+    );
 }
 
 /// Each bad request: (action, body, expected status, field the error must name).

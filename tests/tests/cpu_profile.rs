@@ -29,11 +29,7 @@ fn guest_cpuid(profile: &str) -> (String, Vec<u32>) {
     assert_eq!(vmm.client.put("vm.boot", None).status, 204);
     let start = Instant::now();
     loop {
-        let c = vmm.client.get("vm.counters").json();
-        let reports: Vec<u32> = c["test_reports"]
-            .as_array()
-            .map(|a| a.iter().map(|v| v.as_u64().unwrap() as u32).collect())
-            .unwrap_or_default();
+        let reports: Vec<u32> = vmm.reports().into_iter().map(|v| v as u32).collect();
         if reports.len() >= 4 {
             let info = vmm.client.get("vm.info").json();
             return (info["cpu_profile"].as_str().unwrap().to_string(), reports);

@@ -104,12 +104,7 @@ fn kata_create_boot_resize_pause_resume_stop() {
     assert!(info["memory_actual_size"].as_u64().unwrap() > 0);
 
     // vCPU threads are named vcpuN (kata moves them into cgroups by name).
-    let names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", child.id()))
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|c| c.trim().to_string())
-        .filter(|c| c.starts_with("vcpu"))
-        .collect();
+    let names = revenant_tests::vmm_process::vcpu_thread_names(child.id());
     assert_eq!(names, vec!["vcpu0".to_string()]);
 
     // Every container create: vm.resize with desired_vcpus, even unchanged.

@@ -11,17 +11,10 @@ use revenant_tests::vmm_process::{write_guest, ApiVmm};
 
 const GUEST: u64 = 256 << 20;
 
-fn reports(vmm: &mut ApiVmm) -> Vec<u64> {
-    vmm.client.get("vm.counters").json()["test_reports"]
-        .as_array()
-        .map(|a| a.iter().map(|v| v.as_u64().unwrap()).collect())
-        .unwrap_or_default()
-}
-
 fn wait_more_reports(vmm: &mut ApiVmm, than: usize) -> Vec<u64> {
     let start = Instant::now();
     loop {
-        let r = reports(vmm);
+        let r = vmm.reports();
         if r.len() > than {
             return r;
         }
@@ -94,7 +87,7 @@ fn a_zombie_vm_gives_its_ram_to_memory_servers_and_gets_it_back() {
     // One of the two memory servers dies while the VM is a zombie: every page has a replica
     // on the other, so the wake must still bring back exactly what the guest wrote.
     servers[0].kill9();
-    let seen = reports(&mut vmm).len();
+    let seen = vmm.reports().len();
     assert_eq!(vmm.client.put("vm.wake", None).status, 204);
     // Two full passes after the wake: every word came back from the servers intact.
     let r = wait_more_reports(&mut vmm, seen + 1);

@@ -12,18 +12,11 @@ const ENABLED: u64 = 1;
 const INSERTING: u64 = 2;
 const REMOVING: u64 = 4;
 
-fn reports(vmm: &mut ApiVmm) -> Vec<u64> {
-    vmm.client.get("vm.counters").json()["test_reports"]
-        .as_array()
-        .map(|a| a.iter().map(|v| v.as_u64().unwrap()).collect())
-        .unwrap_or_default()
-}
-
 /// Waits until the guest reported `n` more values than `seen`, returns the new ones.
 fn next_reports(vmm: &mut ApiVmm, seen: &mut usize, n: usize) -> Vec<u64> {
     let start = Instant::now();
     loop {
-        let r = reports(vmm);
+        let r = vmm.reports();
         if r.len() >= *seen + n {
             let new = r[*seen..*seen + n].to_vec();
             *seen += n;
@@ -40,14 +33,6 @@ fn next_reports(vmm: &mut ApiVmm, seen: &mut usize, n: usize) -> Vec<u64> {
 
 fn resize(vmm: &mut ApiVmm, body: &str) -> u16 {
     vmm.client.put("vm.resize", Some(body)).status
-}
-
-fn vcpu_threads(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|c| c.starts_with("vcpu"))
-        .count()
 }
 
 #[test]
@@ -103,7 +88,10 @@ fn vcpus_are_hot_plugged_and_unplugged_through_acpi() {
         vmm.client.get("vm.info").json()["config"]["cpus"]["boot_vcpus"],
         4
     );
-    assert_eq!(vcpu_threads(vmm.child.id()), 4);
+    assert_eq!(
+        revenant_tests::vmm_process::vcpu_thread_names(vmm.child.id()).len(),
+        4
+    );
 
     // 4 -> 2: vCPUs 2 and 3 announced as removing (the guest acknowledged the inserts).
     assert_eq!(resize(&mut vmm, r#"{"desired_vcpus":2}"#), 204);
@@ -137,7 +125,7 @@ fn vcpus_are_hot_plugged_and_unplugged_through_acpi() {
         ]
     );
     assert_eq!(
-        vcpu_threads(vmm.child.id()),
+        revenant_tests::vmm_process::vcpu_thread_names(vmm.child.id()).len(),
         4,
         "no new thread for a re-plugged vCPU"
     );

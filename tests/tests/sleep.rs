@@ -122,11 +122,7 @@ fn host_initiated_sleep_and_wake_continue_where_the_guest_was() {
         (bad.status, bad.json()["field"].as_str()),
         (400, Some("state"))
     );
-    let reports = |v: &mut ApiVmm| {
-        v.client.get("vm.counters").json()["test_reports"]
-            .as_array()
-            .map_or(0, Vec::len)
-    };
+    let reports = |v: &mut ApiVmm| v.reports().len();
     wait_until(&mut vmm, "the ticker", |v| reports(v) >= 2);
 
     assert_eq!(
@@ -171,11 +167,7 @@ fn power_button_wakes_a_sleeping_guest_and_reaches_a_running_one_through_the_ged
     let body = test_guest_config(&image, "long", 16777216, "Off", "");
     assert_eq!(vmm.client.put("vm.create", Some(&body)).status, 204);
     assert_eq!(vmm.client.put("vm.boot", None).status, 204);
-    wait_until(&mut vmm, "the poller", |v| {
-        v.client.get("vm.counters").json()["test_reports"]
-            .as_array()
-            .is_some_and(|r| !r.is_empty())
-    });
+    wait_until(&mut vmm, "the poller", |v| !v.reports().is_empty());
     assert_eq!(vmm.client.put("vm.power-button", None).status, 204);
     wait_until(&mut vmm, "the guest's reset", |v| info(v).0 == "Shutdown");
     let reports = revenant_tests::vmm_process::test_reports(&vmm.stderr());

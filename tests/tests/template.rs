@@ -10,17 +10,10 @@ use revenant_tests::vmm_process::{test_guest_config, write_guest, ApiVmm};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-fn reports(vmm: &mut ApiVmm) -> Vec<u64> {
-    vmm.client.get("vm.counters").json()["test_reports"]
-        .as_array()
-        .map(|a| a.iter().map(|v| v.as_u64().unwrap()).collect())
-        .unwrap_or_default()
-}
-
 fn wait_reports(vmm: &mut ApiVmm, at_least: usize) -> Vec<u64> {
     let start = Instant::now();
     loop {
-        let r = reports(vmm);
+        let r = vmm.reports();
         if r.len() >= at_least {
             return r;
         }
@@ -50,7 +43,7 @@ fn make_template(dir: &Path) -> (ApiVmm, u64) {
     );
     assert_eq!(vmm.client.put("vm.snapshot", Some(&url)).status, 409);
     assert_eq!(vmm.client.put("vm.pause", None).status, 204);
-    let n = *reports(&mut vmm).last().unwrap();
+    let n = *vmm.reports().last().unwrap();
     let r = vmm.client.put("vm.snapshot", Some(&url));
     assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
     (vmm, n)
@@ -231,7 +224,7 @@ fn every_clone_gets_a_new_vm_generation_id() {
     assert_eq!(r, vec![u64::from(guests::VMGENID_CHANGED)]);
     std::thread::sleep(Duration::from_millis(200));
     assert!(
-        reports(&mut source).is_empty(),
+        source.reports().is_empty(),
         "the source VM's generation ID changed"
     );
 }
@@ -255,7 +248,7 @@ fn remote_clones_fault_their_memory_in_from_memory_servers() {
     assert_eq!(vmm.client.put("vm.boot", None).status, 204);
     wait_reports(&mut vmm, 3);
     assert_eq!(vmm.client.put("vm.pause", None).status, 204);
-    let n = *reports(&mut vmm).last().unwrap();
+    let n = *vmm.reports().last().unwrap();
     let template = dir.path().join("template");
     let snap = format!(
         r#"{{"destination_url":"file://{}","memory_servers":{{"servers":"{list}","token_file":"{}","replicas":2}}}}"#,

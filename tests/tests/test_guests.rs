@@ -126,11 +126,7 @@ fn paused_guest_makes_no_progress_until_resumed() {
     let body = test_guest_config(&image, "long", 33554432, "Off", "");
     assert_eq!(vmm.client.put("vm.create", Some(&body)).status, 204);
     assert_eq!(vmm.client.put("vm.boot", None).status, 204);
-    let reports = |vmm: &mut ApiVmm| {
-        vmm.client.get("vm.counters").json()["test_reports"]
-            .as_array()
-            .map_or(0, Vec::len)
-    };
+    let reports = |vmm: &mut ApiVmm| vmm.reports().len();
     let start = Instant::now();
     while reports(&mut vmm) < 2 {
         assert!(
@@ -153,12 +149,7 @@ fn paused_guest_makes_no_progress_until_resumed() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // Reports count up 1, 2, 3, ... with none lost or repeated across the pause.
-    let values: Vec<u64> = vmm.client.get("vm.counters").json()["test_reports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
+    let values = vmm.reports();
     assert_eq!(values, (1..=values.len() as u64).collect::<Vec<_>>());
 }
 
