@@ -12,7 +12,7 @@ use std::sync::Arc;
 use revenant_remote_mem::client::MemClient;
 use revenant_template::pagemap::Pagemap;
 use revenant_template::{serve_missing_pages, Pager};
-use vm_memory::{GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
+use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
 use crate::remote_template::{client_config, MemdPageSource, MemoryServers};
 use crate::vstate::memory::{GuestMemoryMmap, PAGE_SIZE};
@@ -35,17 +35,14 @@ pub enum RamExtError {
 }
 
 /// Guest RAM regions as (host address, length, offset in the remote copy).
-fn layout(memory: &GuestMemoryMmap) -> Result<Vec<(usize, usize, u64)>, RamExtError> {
+fn layout(memory: &GuestMemoryMmap) -> Vec<(usize, usize, u64)> {
     let mut offset = 0u64;
     memory
         .iter()
         .map(|r| {
-            let host = r
-                .get_host_address(MemoryRegionAddress(0))
-                .map_err(|e| RamExtError::Config(format!("guest region: {e}")))?;
-            let entry = (host as usize, r.len() as usize, offset);
+            let entry = (r.as_ptr() as usize, r.len() as usize, offset);
             offset += r.len();
-            Ok(entry)
+            entry
         })
         .collect()
 }
@@ -70,7 +67,7 @@ impl RemoteRam {
         )
         .map_err(|e| RamExtError::Config(e.to_string()))?;
         let client = MemClient::connect(&cfg).map_err(|e| RamExtError::Client(e.to_string()))?;
-        let regions = layout(memory)?;
+        let regions = layout(memory);
         let total: u64 = regions.iter().map(|r| r.1 as u64).sum();
         let space = MemdPageSource::new(Arc::new(client));
         space

@@ -12,7 +12,7 @@ use revenant_template::{
     SaveOptions, SnapshotOptions, TemplateManifest,
 };
 use serde::{Deserialize, Serialize};
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 
 use revenant_acpi::platform::GED_EVENT_VMGENID;
 
@@ -82,16 +82,13 @@ impl Vm {
             .memory
             .iter()
             .map(|r| {
-                let host = r.get_host_address(MemoryRegionAddress(0)).map_err(|e| {
-                    VmError::Snapshot(format!("guest region at {:#x}: {e}", r.start_addr().0))
-                })?;
                 // SAFETY: the region is a live mapping of `r.len()` bytes owned by this VM,
                 // which outlives the call; the vCPUs are paused, so nothing writes it meanwhile.
-                Ok(unsafe {
-                    GuestRegionRef::from_raw_parts(r.start_addr().0, host, r.len() as usize)
-                })
+                unsafe {
+                    GuestRegionRef::from_raw_parts(r.start_addr().0, r.as_ptr(), r.len() as usize)
+                }
             })
-            .collect::<Result<Vec<_>, VmError>>()?;
+            .collect::<Vec<_>>();
         let opts = SnapshotOptions {
             memory: SaveOptions {
                 // A restored VM's memory is a file mapping whose untouched pages still hold

@@ -2,7 +2,7 @@
 
 use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{Kvm, VmFd};
-use vm_memory::{GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
+use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
 use super::memory::GuestMemoryMmap;
 
@@ -54,18 +54,12 @@ pub fn create_vm(mem: &GuestMemoryMmap, with_pit: bool) -> Result<KvmVm, VmFdErr
     let fd = kvm.create_vm().map_err(VmFdError::CreateVm)?;
     for (slot, region) in mem.iter().enumerate() {
         let slot = slot as u32;
-        let host = region
-            .get_host_address(MemoryRegionAddress(0))
-            .map_err(|_| VmFdError::MemorySlot {
-                slot,
-                source: kvm_ioctls::Error::new(libc::EFAULT),
-            })?;
         let desc = kvm_userspace_memory_region {
             slot,
             flags: 0,
             guest_phys_addr: region.start_addr().0,
             memory_size: region.len(),
-            userspace_addr: host as u64,
+            userspace_addr: region.as_ptr() as u64,
         };
         // SAFETY: the region is a live mapping owned by `mem`, which the VM keeps alive for as
         // long as the VM fd exists (both are owned by `Vm`, memory dropped after the fd).
