@@ -1,6 +1,7 @@
-//! RAM extension, first part: a VM in Sz gives its guest RAM to real memory servers (r = 2),
-//! the host keeps almost nothing of it, one server dies, and after the wake every page comes
-//! back intact on first touch.
+//! RAM extension with real memory servers (r = 2): a running VM kept within a local budget
+//! much smaller than its RAM still reads back everything it wrote, also when one server dies;
+//! a VM in Sz gives its guest RAM to the servers, the host keeps almost nothing of it, one
+//! server dies, and after the wake every page comes back intact on first touch.
 
 use std::time::{Duration, Instant};
 
@@ -96,12 +97,12 @@ fn a_zombie_vm_gives_its_ram_to_memory_servers_and_gets_it_back() {
         "mismatches after the wake: {:?}",
         &r[seen..]
     );
-    let faults = vmm.client.get("vm.counters").json()["memory_faults"]
-        .as_u64()
-        .unwrap();
+    let counters = vmm.client.get("vm.counters").json();
+    let faults = counters["memory_faults"].as_u64().unwrap();
+    let bytes_in = counters["ram_ext"]["bytes_in"].as_u64().unwrap();
     assert!(
-        faults >= 16384 / 16,
-        "only {faults} faults brought 64 MiB back"
+        faults > 0 && bytes_in >= 64 << 20,
+        "64 MiB must come back from the servers: {counters}"
     );
     let evicted = vmm
         .stderr()
@@ -112,4 +113,133 @@ fn a_zombie_vm_gives_its_ram_to_memory_servers_and_gets_it_back() {
     eprintln!(
         "RssAnon {before} KiB -> {asleep} KiB in Sz; {faults} faults after the wake; {evicted}"
     );
+}
+
+/// Boots a fill-and-verify guest over `pages` pages with `memory.remote` on `servers` and the
+/// given extra `memory.remote` fields.
+fn boot_remote(
+    vmm: &mut ApiVmm,
+    dir: &std::path::Path,
+    servers: &[&Memd],
+    pages: u64,
+    extra: &str,
+) {
+    let token = token_file(dir);
+    let image = write_guest(dir, "verify.bin", &guests::long_mode_fill_and_verify(pages));
+    let list: Vec<String> = servers.iter().map(|m| m.endpoint.to_string()).collect();
+    let body = format!(
+        r#"{{"memory":{{"size":{GUEST},"remote":{{"servers":"{}","token_file":"{}","replicas":{}{extra}}}}},"payload":{{"test_guest":{{"path":"{}","mode":"long"}}}},"serial":{{"mode":"Off"}}}}"#,
+        list.join(","),
+        token.display(),
+        servers.len().min(2),
+        image.display()
+    );
+    let r = vmm.client.put("vm.create", Some(&body));
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    let r = vmm.client.put("vm.boot", None);
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+}
+
+/// Nearly all of the 256 MiB guest: from the workload base to 8 MiB below the top.
+const BUDGET_TEST_PAGES: u64 = (GUEST - (10 << 20)) / 4096;
+const BUDGET: u64 = 32 << 20;
+
+fn ram_ext_counters(vmm: &mut ApiVmm) -> serde_json::Value {
+    vmm.client.get("vm.counters").json()["ram_ext"].clone()
+}
+
+#[test]
+fn a_vm_over_its_local_budget_reads_back_everything_it_wrote() {
+    if !kvm_available("a_vm_over_its_local_budget_reads_back_everything_it_wrote") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path());
+    let mut servers = [Memd::start(&token), Memd::start(&token)];
+    let mut vmm = ApiVmm::start();
+    boot_remote(
+        &mut vmm,
+        dir.path(),
+        &[&servers[0], &servers[1]],
+        BUDGET_TEST_PAGES,
+        &format!(r#","local_budget":{BUDGET}"#),
+    );
+    // A full pass: every page was written once and read back through a 32 MiB budget, so
+    // most of them went to the servers and came back.
+    let booted = Instant::now();
+    let r = wait_more_reports(&mut vmm, 0);
+    eprintln!("fill + first pass: {:?}", booted.elapsed());
+    assert!(r.iter().all(|&m| m == 0), "mismatches: {r:?}");
+    let c = ram_ext_counters(&mut vmm);
+    eprintln!("{c}");
+    let n = |k: &str| c[k].as_u64().unwrap();
+    assert!(n("evicted_pages") > BUDGET_TEST_PAGES / 2, "{c}");
+    assert!(n("remote_faults") > 0 && n("written_back_pages") > 0, "{c}");
+    assert!(
+        n("resident_pages") <= BUDGET / 4096 + 256 + 64,
+        "resident over budget: {c}"
+    );
+    let pid = vmm.child.id();
+    let rss = rss_anon_kib(pid);
+    assert!(
+        rss < (BUDGET >> 10) + (40 << 10),
+        "RssAnon {rss} KiB with a 32 MiB budget"
+    );
+
+    // One server dies: the other has every page, and the guest keeps verifying clean.
+    servers[0].kill9();
+    let killed = Instant::now();
+    let seen = vmm.reports().len();
+    let r = wait_more_reports(&mut vmm, seen + 1);
+    eprintln!("two passes after the kill: {:?}", killed.elapsed());
+    assert!(
+        r[seen..].iter().all(|&m| m == 0),
+        "mismatches after a server died: {:?}",
+        &r[seen..]
+    );
+    assert!(
+        n("remote_faults")
+            < ram_ext_counters(&mut vmm)["remote_faults"]
+                .as_u64()
+                .unwrap()
+    );
+}
+
+#[test]
+fn a_bad_local_budget_is_refused_with_its_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut vmm = ApiVmm::start();
+    let token = token_file(dir.path());
+    for (remote, field) in [
+        (
+            r#""servers":"tcp://127.0.0.1:1","token_file":"T","local_budget":4097"#,
+            "memory.remote.local_budget",
+        ),
+        (
+            r#""servers":"tcp://127.0.0.1:1","token_file":"T","local_budget":1073741824"#,
+            "memory.remote.local_budget",
+        ),
+        (r#""servers":"","token_file":"T""#, "memory.remote.servers"),
+        (
+            r#""servers":"tcp://127.0.0.1:1","token_file":"T","controller":{"stall_target_pct":0}"#,
+            "memory.remote.controller.stall_target_pct",
+        ),
+    ] {
+        let body = format!(
+            r#"{{"memory":{{"size":{GUEST},"remote":{{{}}}}}}}"#,
+            remote.replace('T', &token.display().to_string())
+        );
+        let r = vmm.client.put("vm.create", Some(&body));
+        assert_eq!(
+            r.status,
+            400,
+            "{body}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(
+            String::from_utf8_lossy(&r.body).contains(field),
+            "{body}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
 }

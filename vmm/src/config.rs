@@ -69,10 +69,94 @@ pub struct MemoryConfig {
     /// `vm.info` (kata's client decodes it as one).
     #[serde(default)]
     pub hotplug_size: u64,
-    /// Revenant extension (RAM extension): memory servers that take the guest's RAM while the
-    /// VM is in Sz. Not with templates' copy-on-write clones (file-backed memory).
+    /// Revenant extension (RAM extension): memory servers that hold the guest RAM beyond a
+    /// local budget, and all of it while the VM is in Sz. Not with templates' copy-on-write
+    /// clones (file-backed memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote: Option<crate::remote_template::MemoryServers>,
+    pub remote: Option<RemoteRamConfig>,
+}
+
+/// `memory.remote`: where the guest's RAM goes beyond the local budget and in Sz.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RemoteRamConfig {
+    /// Comma-separated memd endpoints, e.g. `tcp://10.0.0.2:7600,tcp://10.0.0.3:7600`.
+    pub servers: String,
+    /// File holding the memd shared-secret token.
+    pub token_file: PathBuf,
+    /// Replicas per slab (default: 2 with two or more servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<usize>,
+    /// Guest RAM kept resident at most, in bytes; the rest lives on the servers. Absent: all
+    /// of it stays local until the VM enters Sz.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_budget: Option<u64>,
+    /// Fetch the pages a fault trend predicts along with the faulting one (Leap-style).
+    #[serde(default = "default_true")]
+    pub prefetch: bool,
+    /// Pressure-driven budget (TMO/Senpai): starts from `local_budget` (or all of RAM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<revenant_remote_mem::ram_ext::ControllerConfig>,
+}
+
+fn validate_remote(r: &RemoteRamConfig, size: u64) -> Result<(), ConfigError> {
+    if r.servers.trim().is_empty() {
+        return Err(ConfigError::new(
+            "memory.remote.servers",
+            "at least one memd endpoint is needed",
+        ));
+    }
+    if r.replicas == Some(0) {
+        return Err(ConfigError::new(
+            "memory.remote.replicas",
+            "must be at least 1",
+        ));
+    }
+    if let Some(b) = r.local_budget {
+        if b % PAGE_SIZE != 0 {
+            return Err(ConfigError::new(
+                "memory.remote.local_budget",
+                "must be a multiple of 4096 bytes",
+            ));
+        }
+        if b > size {
+            return Err(ConfigError::new(
+                "memory.remote.local_budget",
+                "must be at most memory.size",
+            ));
+        }
+    }
+    if let Some(c) = &r.controller {
+        c.validate().map_err(|(field, reason)| {
+            ConfigError::new(&format!("memory.remote.controller.{field}"), reason)
+        })?;
+        if c.min_budget > size {
+            return Err(ConfigError::new(
+                "memory.remote.controller.min_budget",
+                "must be at most memory.size",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl RemoteRamConfig {
+    /// The servers part, as templates' `memory_servers` takes it.
+    pub fn servers(&self) -> crate::remote_template::MemoryServers {
+        crate::remote_template::MemoryServers {
+            servers: self.servers.clone(),
+            token_file: self.token_file.clone(),
+            replicas: self.replicas,
+        }
+    }
+
+    /// Whether the engine runs from boot (a budget to keep), not only from the first Sz.
+    pub fn runs_from_boot(&self) -> bool {
+        self.local_budget.is_some() || self.controller.is_some()
+    }
 }
 
 impl Default for MemoryConfig {
@@ -231,6 +315,9 @@ impl VmConfig {
                 "memory.hotplug_size",
                 format!("size + hotplug_size must be at most {MAX_MEMORY} bytes"),
             ));
+        }
+        if let Some(r) = &m.remote {
+            validate_remote(r, m.size)?;
         }
         Ok(())
     }

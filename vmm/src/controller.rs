@@ -281,11 +281,10 @@ impl Controller {
     fn enter_sleep(&mut self, sleep: Sleep) {
         tracing::info!("VM entered {:?}", sleep.state);
         // Sz: the zombie's memory goes to the memory servers (when it has some).
-        let servers = self.config.as_ref().and_then(|c| c.memory.remote.clone());
-        if let (SleepState::Sz, Some(servers), Some(vm)) = (sleep.state, servers, self.vm.as_mut())
-        {
+        let remote = self.config.as_ref().and_then(|c| c.memory.remote.clone());
+        if let (SleepState::Sz, Some(remote), Some(vm)) = (sleep.state, remote, self.vm.as_mut()) {
             let started = std::time::Instant::now();
-            match vm.evict_to_remote(&servers) {
+            match vm.evict_to_remote(&remote) {
                 Ok(bytes) => tracing::info!(
                     "Sz: {bytes} bytes of guest RAM moved to memory servers in {:.1} ms",
                     started.elapsed().as_secs_f64() * 1e3

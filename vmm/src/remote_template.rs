@@ -12,8 +12,9 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use revenant_remote_mem::client::{ClientConfig, ClientError, MemClient, SlabId, SlabTable};
+use revenant_remote_mem::client::{ClientConfig, MemClient, SlabTable};
 use revenant_remote_mem::endpoint::Endpoint;
+use revenant_remote_mem::space::SlabSpace;
 use revenant_template::{PageSource, TemplateManifest};
 use serde::{Deserialize, Serialize};
 
@@ -120,7 +121,7 @@ pub fn upload(
     )?;
     let client =
         MemClient::connect(&cfg).map_err(|e| RemoteTemplateError::Client(e.to_string()))?;
-    let space = MemdPageSource::new(std::sync::Arc::new(client));
+    let space = SlabSpace::new(std::sync::Arc::new(client));
     let path = memory_file_path(dir, manifest);
     let io_err = |what| {
         let path = path.display().to_string();
@@ -144,7 +145,7 @@ pub fn upload(
         }
         offset += n as u64;
     }
-    let client = &space.client;
+    let client = space.client();
     let record = RemoteRecord {
         servers: servers.servers.clone(),
         token_file: servers.token_file.clone(),
@@ -175,67 +176,15 @@ pub fn upload(
     })
 }
 
-/// A linear byte space on memory servers: byte `offset` is at offset `offset % slab_size` of
-/// slab `offset / slab_size` (a template's memory file, or guest RAM pushed out by RAM-ext).
-/// Reads and writes are split at slab boundaries here, so callers never see them. Clones
-/// share the client.
+/// A template's memory on memory servers, as the on-demand pager reads it.
 #[derive(Clone)]
-pub struct MemdPageSource {
-    client: std::sync::Arc<MemClient>,
-    slab_size: u64,
-}
-
-impl MemdPageSource {
-    pub fn new(client: std::sync::Arc<MemClient>) -> Self {
-        let slab_size = client.slab_size();
-        MemdPageSource { client, slab_size }
-    }
-
-    /// Allocates the slabs that hold `len` bytes (a fresh client: its slab ids count from 0).
-    pub fn allocate(&self, len: u64) -> Result<(), ClientError> {
-        for _ in 0..len.div_ceil(self.slab_size) {
-            self.client.alloc_slab()?;
-        }
-        Ok(())
-    }
-
-    /// The pieces of `offset..offset + len` inside single slabs: (slab, offset in it, start
-    /// within the range, length).
-    fn pieces(
-        &self,
-        offset: u64,
-        len: usize,
-    ) -> impl Iterator<Item = (SlabId, u64, usize, usize)> + '_ {
-        let mut done = 0usize;
-        std::iter::from_fn(move || {
-            (done < len).then(|| {
-                let at = offset + done as u64;
-                let in_slab = at % self.slab_size;
-                let n = (len - done).min((self.slab_size - in_slab) as usize);
-                let piece = (SlabId((at / self.slab_size) as usize), in_slab, done, n);
-                done += n;
-                piece
-            })
-        })
-    }
-
-    pub fn write_at(&self, data: &[u8], offset: u64) -> Result<(), ClientError> {
-        for (slab, at, start, n) in self.pieces(offset, data.len()) {
-            self.client.write(slab, at, &data[start..start + n])?;
-        }
-        Ok(())
-    }
-}
+pub struct MemdPageSource(SlabSpace);
 
 impl PageSource for MemdPageSource {
     fn read_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let len = buf.len();
-        for (slab, at, start, n) in self.pieces(offset, len) {
-            self.client
-                .read(slab, at, &mut buf[start..start + n])
-                .map_err(|e| io::Error::other(e.to_string()))?;
-        }
-        Ok(())
+        self.0
+            .read_at(buf, offset)
+            .map_err(|e| io::Error::other(e.to_string()))
     }
 }
 
@@ -261,10 +210,10 @@ pub fn open(dir: &Path) -> Result<MemdPageSource, RemoteTemplateError> {
     )?;
     let client = MemClient::attach(&cfg, &record.table)
         .map_err(|e| RemoteTemplateError::Client(e.to_string()))?;
-    Ok(MemdPageSource {
-        slab_size: record.table.slab_size,
-        client: std::sync::Arc::new(client),
-    })
+    Ok(MemdPageSource(SlabSpace::with_slab_size(
+        std::sync::Arc::new(client),
+        record.table.slab_size,
+    )))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -58,6 +58,9 @@ pub enum VmError {
     Probe(#[source] std::io::Error),
     #[error("snapshot: {0}")]
     Snapshot(String),
+    /// The RAM extension could not start or move pages (the text names the field).
+    #[error("{0}")]
+    RamExt(String),
     #[error(transparent)]
     Persist(#[from] crate::vstate::persist::PersistError),
     #[error(transparent)]
@@ -89,8 +92,11 @@ pub struct VmCounters {
     /// Page faults served from a template (ondemand and remote restores) or from memory
     /// servers after an Sz (RAM extension).
     pub memory_faults: u64,
-    /// Guest RAM written to memory servers by Sz evictions.
+    /// Guest RAM written to memory servers (budget and Sz evictions).
     pub remote_bytes_out: u64,
+    /// The RAM extension's own counters (resident, remote, faults, evictions, latency).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ram_ext: Option<revenant_remote_mem::ram_ext::RamExtCounters>,
     /// Instructions the host's KVM refused and Revenant emulated, by mnemonic.
     pub fallback_emulations: std::collections::BTreeMap<&'static str, u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -114,7 +120,8 @@ pub struct Vm {
     pub(crate) has_pit: bool,
     pub(crate) kvm: KvmVm,
     pub(crate) memory: GuestMemoryMmap,
-    /// Guest RAM on memory servers while in Sz (RAM extension), once the VM first slept.
+    /// Guest RAM on memory servers (RAM extension): from boot with a local budget, else
+    /// once the VM first entered Sz.
     pub(crate) remote_ram: Option<crate::ram_ext::RemoteRam>,
     /// The template mapping a restored VM's memory lives in; dropped (unmapped) after
     /// `memory`, which only borrows it.
@@ -178,8 +185,14 @@ impl Vm {
             vcpus.push(vcpu);
         }
         timer.stage("vCPUs configured");
+        let remote_ram = match &config.memory.remote {
+            Some(r) if r.runs_from_boot() => {
+                Some(crate::ram_ext::RemoteRam::start(r, &memory, true)?)
+            }
+            _ => None,
+        };
         let has_pit = matches!(payload, Payload::Linux { .. });
-        let vm = Vm::assemble(
+        let mut vm = Vm::assemble(
             control,
             counters,
             devices,
@@ -193,6 +206,7 @@ impl Vm {
             vcpus,
         )?;
         timer.stage("vCPUs started");
+        vm.remote_ram = remote_ram;
         Ok(vm)
     }
 
@@ -347,7 +361,7 @@ impl Vm {
     /// and dropped locally; they fault back in when touched. Returns the bytes written.
     pub fn evict_to_remote(
         &mut self,
-        servers: &crate::remote_template::MemoryServers,
+        remote: &crate::config::RemoteRamConfig,
     ) -> Result<u64, VmError> {
         if self.template_memory.is_some() {
             return Err(VmError::Snapshot(
@@ -355,17 +369,17 @@ impl Vm {
             ));
         }
         if self.remote_ram.is_none() {
-            self.remote_ram = Some(
-                crate::ram_ext::RemoteRam::connect(servers, &self.memory)
-                    .map_err(|e| VmError::Snapshot(e.to_string()))?,
-            );
+            self.remote_ram = Some(crate::ram_ext::RemoteRam::start(
+                remote,
+                &self.memory,
+                false,
+            )?);
         }
         let ram = self
             .remote_ram
-            .as_mut()
-            .ok_or_else(|| VmError::Snapshot("remote RAM missing".into()))?;
-        ram.evict_all()
-            .map_err(|e| VmError::Snapshot(e.to_string()))
+            .as_ref()
+            .ok_or_else(|| VmError::RamExt("remote RAM missing".into()))?;
+        Ok(ram.evict_all()?)
     }
 
     /// Presses the (ACPI) power button: a GED event the guest's button driver sees.
@@ -379,13 +393,17 @@ impl Vm {
     }
 
     pub fn counters(&self) -> VmCounters {
+        let ram_ext = self.remote_ram.as_ref().map(|r| r.counters());
         VmCounters {
             pio_exits: self.counters.pio.load(Ordering::Relaxed),
             mmio_exits: self.counters.mmio.load(Ordering::Relaxed),
             other_exits: self.counters.other.load(Ordering::Relaxed),
             memory_faults: self.memory_faults()
-                + self.remote_ram.as_ref().map_or(0, |r| r.faults()),
-            remote_bytes_out: self.remote_ram.as_ref().map_or(0, |r| r.bytes_out),
+                + ram_ext
+                    .as_ref()
+                    .map_or(0, |c| c.remote_faults + c.zero_faults),
+            remote_bytes_out: ram_ext.as_ref().map_or(0, |c| c.bytes_out),
+            ram_ext,
             fallback_emulations: self
                 .counters
                 .fallbacks
@@ -405,6 +423,8 @@ impl Drop for Vm {
     fn drop(&mut self) {
         // vCPU threads first: nothing may touch guest memory or devices after this.
         self.control.stop(std::mem::take(&mut self.vcpu_threads));
+        // Then the RAM extension's threads, which read guest memory, before it is unmapped.
+        self.remote_ram = None;
     }
 }
 

@@ -1,0 +1,263 @@
+//! The eviction thread: keeps the resident set within the budget (or empties it for a
+//! drain) by writing cold dirty pages to the memory servers and dropping cold pages.
+//!
+//! A victim that is dirty is write-protected (under the page lock) before its bytes are
+//! copied, and its DIRTY flag cleared. A guest write during the copy raises a write-protect
+//! fault, which sets DIRTY again; the page is then kept. Pages are dropped under the lock
+//! only when still clean, so no write can land between the check and the drop (it would
+//! wait on the write-protect fault, which needs the lock, and then find the page gone and
+//! fault it back with the copy that was just written).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use revenant_template::pagemap::is_zero;
+
+use super::pages::{BUSY, DIRTY, REFERENCED, REMOTE, RESIDENT};
+use super::Shared;
+
+/// Pages handled per eviction round (one pipelined write batch).
+const BATCH_PAGES: usize = 64;
+/// Pause after a failed write-back before trying again.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+pub(super) fn run(shared: &Shared) {
+    let ps = shared.page_size;
+    let mut buf = vec![0u8; BATCH_PAGES * ps];
+    loop {
+        let target = {
+            let mut pages = shared.lock();
+            loop {
+                if shared.stop.load(Relaxed) {
+                    return;
+                }
+                let drain = shared.drain.load(Relaxed);
+                let budget = shared.budget();
+                if drain && pages.resident() > 0 {
+                    break 0;
+                }
+                if pages.resident() as u64 > budget {
+                    // Evict a little below the budget, so faults do not wake us one by one.
+                    break budget.saturating_sub(BATCH_PAGES as u64 / 2);
+                }
+                pages = shared
+                    .changed
+                    .wait_timeout(pages, Duration::from_millis(100))
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+            }
+        };
+        while !shared.stop.load(Relaxed) {
+            let resident = shared.lock().resident() as u64;
+            if resident <= target {
+                break;
+            }
+            let want = ((resident - target) as usize).min(BATCH_PAGES);
+            if !evict_round(
+                shared,
+                want,
+                target == 0 && shared.drain.load(Relaxed),
+                &mut buf,
+            ) {
+                break;
+            }
+        }
+    }
+}
+
+/// What became of a victim's bytes in this round.
+#[derive(Clone, Copy, PartialEq)]
+enum Copy {
+    /// Clean: its backing copy (remote or zeros) is already right.
+    Clean,
+    /// Dirty and all zero: dropped without shipping; its backing becomes zeros.
+    Zero,
+    /// Dirty: written to the servers from this buffer slot.
+    Shipped(usize),
+    /// Could not be write-protected: stays resident.
+    Kept,
+}
+
+/// Evicts up to `want` pages. Returns false when nothing could be picked or a write-back
+/// failed (the caller waits for news before trying again).
+fn evict_round(shared: &Shared, want: usize, all: bool, buf: &mut [u8]) -> bool {
+    let ps = shared.page_size;
+    // 1. Pick victims; write-protect the dirty ones and clear their DIRTY flag.
+    let (victims, mut copies) = {
+        let mut pages = shared.lock();
+        let victims = pages.pick_victims(want, all);
+        let mut copies = vec![Copy::Clean; victims.len()];
+        let dirty: Vec<usize> = (0..victims.len())
+            .filter(|&i| pages.get(victims[i]) & DIRTY != 0)
+            .collect();
+        for (addr, run) in address_runs(shared, &victims, &dirty) {
+            match shared
+                .uffd
+                .write_protect(addr as *mut libc::c_void, run.len() * ps)
+            {
+                Ok(()) => {
+                    for &i in run {
+                        pages.update(victims[i], 0, DIRTY);
+                        copies[i] = Copy::Shipped(0);
+                    }
+                }
+                Err(e) => {
+                    shared.record_error(format!("write-protecting {} pages: {e}", run.len()));
+                    for &i in run {
+                        copies[i] = Copy::Kept;
+                    }
+                }
+            }
+        }
+        (victims, copies)
+    };
+    if victims.is_empty() {
+        return false;
+    }
+    // 2. Copy the dirty victims out; all-zero pages are not shipped.
+    let mut shipped = Vec::new();
+    for (i, &p) in victims.iter().enumerate() {
+        if copies[i] != Copy::Shipped(0) {
+            continue;
+        }
+        let Some(addr) = shared.addr_of(p) else {
+            copies[i] = Copy::Kept;
+            continue;
+        };
+        let slot = shipped.len();
+        let bytes = &mut buf[slot * ps..(slot + 1) * ps];
+        // SAFETY: `addr` is a resident guest page (we hold it busy, so nobody drops it);
+        // it is write-protected, so the bytes are stable while they are copied, and reading
+        // a write-protected page does not fault.
+        bytes.copy_from_slice(unsafe { std::slice::from_raw_parts(addr as *const u8, ps) });
+        if is_zero(bytes) {
+            copies[i] = Copy::Zero;
+        } else {
+            copies[i] = Copy::Shipped(slot);
+            shipped.push((p, slot));
+        }
+    }
+    let runs = merge_runs(&shipped, ps, buf);
+    let write = shared.space.write_runs(&runs);
+    drop(runs);
+    let mut pages = shared.lock();
+    if let Err(e) = write {
+        // Nothing of this round is safe to drop: the copies may be missing.
+        for (i, &p) in victims.iter().enumerate() {
+            let dirty = matches!(copies[i], Copy::Zero | Copy::Shipped(_));
+            pages.update(p, if dirty { DIRTY } else { 0 }, BUSY);
+        }
+        drop(pages);
+        shared.record_error(format!("writing back {} pages: {e}", shipped.len()));
+        std::thread::sleep(RETRY_PAUSE);
+        return false;
+    }
+    // 3. Drop the victims that stayed clean, in runs of adjacent pages.
+    let mut cancelled = 0u64;
+    let mut droppable = Vec::with_capacity(victims.len());
+    for (i, &p) in victims.iter().enumerate() {
+        let f = pages.get(p);
+        if copies[i] == Copy::Kept || f & DIRTY != 0 || f & RESIDENT == 0 {
+            pages.update(p, 0, BUSY);
+            cancelled += u64::from(f & DIRTY != 0 && copies[i] != Copy::Kept);
+        } else {
+            droppable.push(i);
+        }
+    }
+    let mut dropped = 0u64;
+    for (addr, run) in address_runs(shared, &victims, &droppable) {
+        // SAFETY: the run is guest RAM owned by this engine's VM; its bytes are on the
+        // servers (or zero) and come back through the missing-page fault.
+        let ok = unsafe {
+            libc::madvise(
+                addr as *mut libc::c_void,
+                run.len() * ps,
+                libc::MADV_DONTNEED,
+            )
+        } == 0;
+        if !ok {
+            let e = std::io::Error::last_os_error();
+            shared.record_error(format!("dropping {} pages: {e}", run.len()));
+        }
+        for &i in run {
+            let (set, clear) = match (ok, copies[i]) {
+                (false, _) => (0, BUSY),
+                (true, Copy::Zero) => (0, REMOTE | RESIDENT | BUSY | REFERENCED),
+                (true, Copy::Shipped(_)) => (REMOTE, RESIDENT | BUSY | REFERENCED),
+                (true, _) => (0, RESIDENT | BUSY | REFERENCED),
+            };
+            pages.update(victims[i], set, clear);
+            dropped += u64::from(ok);
+        }
+    }
+    let zero = copies.iter().filter(|c| **c == Copy::Zero).count() as u64;
+    // Counted before anyone waiting for the drop hears of it.
+    let c = &shared.counters;
+    c.evicted_pages.fetch_add(dropped, Relaxed);
+    c.evictions_cancelled.fetch_add(cancelled, Relaxed);
+    c.written_back_pages
+        .fetch_add(shipped.len() as u64, Relaxed);
+    c.zero_pages_dropped.fetch_add(zero, Relaxed);
+    c.bytes_out.fetch_add((shipped.len() * ps) as u64, Relaxed);
+    shared.changed.notify_all();
+    drop(pages);
+    true
+}
+
+/// Runs of `victims[i]` for `i` in `select` whose pages are adjacent in host memory: the
+/// run's first host address and its indices into `victims`.
+fn address_runs<'a>(
+    shared: &Shared,
+    victims: &[usize],
+    select: &'a [usize],
+) -> Vec<(usize, &'a [usize])> {
+    let ps = shared.page_size;
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < select.len() {
+        let first = victims[select[start]];
+        let Some(addr) = shared.addr_of(first) else {
+            start += 1;
+            continue;
+        };
+        let mut n = 1;
+        while start + n < select.len()
+            && victims[select[start + n]] == first + n
+            && shared.addr_of(first + n) == Some(addr + n * ps)
+        {
+            n += 1;
+        }
+        runs.push((addr, &select[start..start + n]));
+        start += n;
+    }
+    runs
+}
+
+/// Runs of pages adjacent both in the remote space and in `buf`, as (remote offset, bytes).
+fn merge_runs<'a>(shipped: &[(usize, usize)], ps: usize, buf: &'a [u8]) -> Vec<(u64, &'a [u8])> {
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < shipped.len() {
+        let (p, slot) = shipped[i];
+        let mut n = 1;
+        while i + n < shipped.len() && shipped[i + n].0 == p + n && shipped[i + n].1 == slot + n {
+            n += 1;
+        }
+        runs.push(((p * ps) as u64, &buf[slot * ps..(slot + n) * ps]));
+        i += n;
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adjacent_pages_travel_together() {
+        let buf = vec![0u8; 5 * 4];
+        let runs = merge_runs(&[(10, 0), (11, 1), (13, 2), (14, 3), (20, 4)], 4, &buf);
+        let shape: Vec<(u64, usize)> = runs.iter().map(|(o, b)| (*o, b.len())).collect();
+        assert_eq!(shape, vec![(40, 8), (52, 8), (80, 4)]);
+    }
+}
