@@ -44,6 +44,19 @@ impl SlabSpace {
         Ok(())
     }
 
+    /// Frees the slabs that hold `len` bytes (allocated with [`SlabSpace::allocate`]), on
+    /// every replica. Slabs are never freed when a client just goes away (templates share
+    /// them by key), so whoever allocated them must call this when done.
+    pub fn free(&self, len: u64) -> Result<(), ClientError> {
+        let mut first_error = None;
+        for i in 0..len.div_ceil(self.slab_size) {
+            if let Err(e) = self.client.free_slab(SlabId(i as usize)) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     fn pieces(&self, offset: u64, len: usize) -> impl Iterator<Item = Piece> + '_ {
         let mut done = 0usize;
         let max = MAX_IO as usize;

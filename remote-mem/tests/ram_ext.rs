@@ -284,3 +284,18 @@ fn the_pressure_controller_shrinks_an_idle_budget() {
     verify(&region, pages, 5);
     assert!(engine.counters().remote_faults > 0);
 }
+
+#[test]
+fn freed_slab_space_can_be_allocated_again() {
+    let dir = scratch("ramext-free");
+    let token = token_file(&dir);
+    let a = Memd::start(&token, "64M", "16M", &[]);
+    let first = space(&[&a], 64 << 20);
+    // Full: a second VM's space does not fit...
+    let client = MemClient::connect(&client_config(&[&a], None)).unwrap();
+    let second = SlabSpace::new(Arc::new(client));
+    assert!(second.allocate(16 << 20).is_err());
+    // ...until the first one frees its slabs.
+    first.free(64 << 20).unwrap();
+    second.allocate(64 << 20).unwrap();
+}

@@ -3,6 +3,7 @@
 //! its API socket, and assembling tiny test guests.
 
 pub mod api_client;
+pub mod bench;
 pub mod bins;
 pub mod guests;
 pub mod images;

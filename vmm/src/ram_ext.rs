@@ -30,9 +30,12 @@ pub enum RamExtError {
     Engine(#[from] revenant_remote_mem::ram_ext::RamExtError),
 }
 
-/// A VM's guest RAM backed by memory servers.
+/// A VM's guest RAM backed by memory servers. Dropping it stops the engine and frees the
+/// VM's slabs (memd keeps a client's slabs after it disconnects, for templates' sake).
 pub struct RemoteRam {
-    engine: RamExt,
+    engine: Option<RamExt>,
+    space: SlabSpace,
+    bytes: u64,
 }
 
 impl RemoteRam {
@@ -65,19 +68,37 @@ impl RemoteRam {
             controller: cfg.controller.filter(|_| from_boot),
         };
         Ok(RemoteRam {
-            engine: RamExt::start(&ranges, space, &engine_cfg)?,
+            engine: Some(RamExt::start(&ranges, space.clone(), &engine_cfg)?),
+            space,
+            bytes: total,
         })
     }
 
     /// Moves every resident page to the servers (the vCPUs must be stopped). Returns the
     /// bytes written.
     pub fn evict_all(&self) -> Result<u64, RamExtError> {
-        Ok(self.engine.evict_all(DRAIN_TIMEOUT)?)
+        match &self.engine {
+            Some(e) => Ok(e.evict_all(DRAIN_TIMEOUT)?),
+            None => Ok(0),
+        }
     }
 
     /// The engine's counters.
     pub fn counters(&self) -> RamExtCounters {
-        self.engine.counters()
+        self.engine
+            .as_ref()
+            .map(RamExt::counters)
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for RemoteRam {
+    fn drop(&mut self) {
+        // The engine's threads first: they may still be reading from or writing to the slabs.
+        self.engine = None;
+        if let Err(e) = self.space.free(self.bytes) {
+            tracing::warn!("RAM extension: could not free every slab on the memory servers: {e}");
+        }
     }
 }
 

@@ -92,7 +92,11 @@ fn virtio_device(index: usize, dev: &MmioDevice) -> Vec<u8> {
     let name = format!("V{index:03X}");
     // validate() has checked that the window is below 4 GiB.
     let window = Memory32Fixed::new(true, dev.base as u32, dev.size as u32);
-    let irq = Interrupt::new(true, false, false, false, dev.irq);
+    // Edge, active high: the VMM raises it through a KVM irqfd, which pulses the IOAPIC pin.
+    // Declared level, a pulse arriving before the guest's EOI would be lost (remote IRR still
+    // set) and a request could hang; edge matches what the line does (and what Linux assumes
+    // for `virtio_mmio.device=` on the command line).
+    let irq = Interrupt::new(true, true, false, false, dev.irq);
     let crs = ResourceTemplate::new(vec![&window, &irq]);
     let hid = Name::new("_HID".into(), &"LNRO0005");
     let uid = Name::new("_UID".into(), &(index as u32));

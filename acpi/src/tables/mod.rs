@@ -68,7 +68,7 @@ pub struct AcpiConfig {
     pub vmgenid: bool,
 }
 
-/// One virtio-mmio transport: its register window and its IOAPIC pin (level, active high).
+/// One virtio-mmio transport: its register window and its IOAPIC pin (edge, active high).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MmioDevice {
     pub base: u64,

@@ -7,7 +7,7 @@
  *     Signature        "DSDT"
  *     Length           0x00000610 (1552)
  *     Revision         0x02
- *     Checksum         0xFD
+ *     Checksum         0xF7
  *     OEM ID           "RVNANT"
  *     OEM Table ID     "REVENANT"
  *     OEM Revision     0x00000001 (1)
@@ -28,7 +28,7 @@ DefinitionBlock ("", "DSDT", 2, "RVNANT", "REVENANT", 0x00000001)
                     0xD0000000,         // Address Base
                     0x00001000,         // Address Length
                     )
-                Interrupt (ResourceConsumer, Level, ActiveHigh, Exclusive, ,, )
+                Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )
                 {
                     0x00000005,
                 }
@@ -45,7 +45,7 @@ DefinitionBlock ("", "DSDT", 2, "RVNANT", "REVENANT", 0x00000001)
                     0xD0001000,         // Address Base
                     0x00001000,         // Address Length
                     )
-                Interrupt (ResourceConsumer, Level, ActiveHigh, Exclusive, ,, )
+                Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )
                 {
                     0x00000006,
                 }
@@ -62,7 +62,7 @@ DefinitionBlock ("", "DSDT", 2, "RVNANT", "REVENANT", 0x00000001)
                     0xD0002000,         // Address Base
                     0x00001000,         // Address Length
                     )
-                Interrupt (ResourceConsumer, Level, ActiveHigh, Exclusive, ,, )
+                Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )
                 {
                     0x00000007,
                 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use revenant_template::pagemap::is_zero;
 
-use super::pages::{BUSY, DIRTY, REFERENCED, REMOTE, RESIDENT};
+use super::pages::{BUSY, DIRTY, DROPPING, REFERENCED, REMOTE, RESIDENT};
 use super::Shared;
 
 /// Pages handled per eviction round (one pipelined write batch).
@@ -76,48 +76,51 @@ enum Copy {
     Shipped(usize),
     /// Could not be write-protected: stays resident.
     Kept,
+    /// Dirty, write-protected, not yet copied.
+    Pending,
 }
 
 /// Evicts up to `want` pages. Returns false when nothing could be picked or a write-back
 /// failed (the caller waits for news before trying again).
 fn evict_round(shared: &Shared, want: usize, all: bool, buf: &mut [u8]) -> bool {
     let ps = shared.page_size;
-    // 1. Pick victims; write-protect the dirty ones and clear their DIRTY flag.
-    let (victims, mut copies) = {
+    // 1. Pick victims and clear the dirty ones' DIRTY flag, then write-protect those
+    //    (outside the lock: on PVM an mmu-notifier round can take milliseconds). A write
+    //    before the protection lands in memory and is copied below; one after it raises a
+    //    write-protect fault that sets DIRTY again, and the page is kept.
+    let (victims, mut copies, dirty) = {
         let mut pages = shared.lock();
         let victims = pages.pick_victims(want, all);
         let mut copies = vec![Copy::Clean; victims.len()];
         let dirty: Vec<usize> = (0..victims.len())
             .filter(|&i| pages.get(victims[i]) & DIRTY != 0)
             .collect();
-        for (addr, run) in address_runs(shared, &victims, &dirty) {
-            match shared
-                .uffd
-                .write_protect(addr as *mut libc::c_void, run.len() * ps)
-            {
-                Ok(()) => {
-                    for &i in run {
-                        pages.update(victims[i], 0, DIRTY);
-                        copies[i] = Copy::Shipped(0);
-                    }
-                }
-                Err(e) => {
-                    shared.record_error(format!("write-protecting {} pages: {e}", run.len()));
-                    for &i in run {
-                        copies[i] = Copy::Kept;
-                    }
-                }
-            }
+        for &i in &dirty {
+            pages.update(victims[i], 0, DIRTY);
+            copies[i] = Copy::Pending;
         }
-        (victims, copies)
+        (victims, copies, dirty)
     };
     if victims.is_empty() {
         return false;
     }
+    for (addr, run) in address_runs(shared, &victims, &dirty) {
+        if let Err(e) = shared
+            .uffd
+            .write_protect(addr as *mut libc::c_void, run.len() * ps)
+        {
+            shared.record_error(format!("write-protecting {} pages: {e}", run.len()));
+            let mut pages = shared.lock();
+            for &i in run {
+                pages.update(victims[i], DIRTY, 0);
+                copies[i] = Copy::Kept;
+            }
+        }
+    }
     // 2. Copy the dirty victims out; all-zero pages are not shipped.
     let mut shipped = Vec::new();
     for (i, &p) in victims.iter().enumerate() {
-        if copies[i] != Copy::Shipped(0) {
+        if copies[i] != Copy::Pending {
             continue;
         }
         let Some(addr) = shared.addr_of(p) else {
@@ -152,7 +155,9 @@ fn evict_round(shared: &Shared, want: usize, all: bool, buf: &mut [u8]) -> bool 
         std::thread::sleep(RETRY_PAUSE);
         return false;
     }
-    // 3. Drop the victims that stayed clean, in runs of adjacent pages.
+    // 3. Drop the victims that stayed clean, in runs of adjacent pages. They are marked
+    //    DROPPING under the lock; a fault on one meanwhile waits (without lifting the
+    //    protection) until the drop is done, then finds the page absent.
     let mut cancelled = 0u64;
     let mut droppable = Vec::with_capacity(victims.len());
     for (i, &p) in victims.iter().enumerate() {
@@ -161,35 +166,46 @@ fn evict_round(shared: &Shared, want: usize, all: bool, buf: &mut [u8]) -> bool 
             pages.update(p, 0, BUSY);
             cancelled += u64::from(f & DIRTY != 0 && copies[i] != Copy::Kept);
         } else {
+            pages.update(p, DROPPING, 0);
             droppable.push(i);
         }
     }
+    drop(pages);
+    let runs = address_runs(shared, &victims, &droppable);
+    let done: Vec<bool> = runs
+        .iter()
+        .map(|(addr, run)| {
+            // SAFETY: the run is guest RAM owned by this engine's VM; its bytes are on the
+            // servers (or zero) and come back through the missing-page fault.
+            let ok = unsafe {
+                libc::madvise(
+                    *addr as *mut libc::c_void,
+                    run.len() * ps,
+                    libc::MADV_DONTNEED,
+                )
+            } == 0;
+            if !ok {
+                let e = std::io::Error::last_os_error();
+                shared.record_error(format!("dropping {} pages: {e}", run.len()));
+            }
+            ok
+        })
+        .collect();
+    let mut pages = shared.lock();
     let mut dropped = 0u64;
-    for (addr, run) in address_runs(shared, &victims, &droppable) {
-        // SAFETY: the run is guest RAM owned by this engine's VM; its bytes are on the
-        // servers (or zero) and come back through the missing-page fault.
-        let ok = unsafe {
-            libc::madvise(
-                addr as *mut libc::c_void,
-                run.len() * ps,
-                libc::MADV_DONTNEED,
-            )
-        } == 0;
-        if !ok {
-            let e = std::io::Error::last_os_error();
-            shared.record_error(format!("dropping {} pages: {e}", run.len()));
-        }
-        for &i in run {
+    for ((_, run), ok) in runs.iter().zip(done) {
+        for &i in *run {
             let (set, clear) = match (ok, copies[i]) {
-                (false, _) => (0, BUSY),
-                (true, Copy::Zero) => (0, REMOTE | RESIDENT | BUSY | REFERENCED),
-                (true, Copy::Shipped(_)) => (REMOTE, RESIDENT | BUSY | REFERENCED),
-                (true, _) => (0, RESIDENT | BUSY | REFERENCED),
+                (false, _) => (0, BUSY | DROPPING),
+                (true, Copy::Zero) => (0, REMOTE | RESIDENT | BUSY | DROPPING | REFERENCED),
+                (true, Copy::Shipped(_)) => (REMOTE, RESIDENT | BUSY | DROPPING | REFERENCED),
+                (true, _) => (0, RESIDENT | BUSY | DROPPING | REFERENCED),
             };
             pages.update(victims[i], set, clear);
             dropped += u64::from(ok);
         }
     }
+    let waiting = std::mem::take(&mut pages.waiting);
     let zero = copies.iter().filter(|c| **c == Copy::Zero).count() as u64;
     // Counted before anyone waiting for the drop hears of it.
     let c = &shared.counters;
@@ -201,6 +217,9 @@ fn evict_round(shared: &Shared, want: usize, all: bool, buf: &mut [u8]) -> bool 
     c.bytes_out.fetch_add((shipped.len() * ps) as u64, Relaxed);
     shared.changed.notify_all();
     drop(pages);
+    for addr in waiting {
+        let _ = shared.uffd.wake(addr as *mut libc::c_void, ps);
+    }
     true
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use userfaultfd::{Event, FaultKind, ReadWrite};
 
-use super::pages::{BUSY, DIRTY, REFERENCED, REMOTE, RESIDENT};
+use super::pages::{BUSY, DIRTY, DROPPING, REFERENCED, REMOTE, RESIDENT};
 use super::prefetch::TrendPrefetcher;
 use super::uffd::copy_pages;
 use super::Shared;
@@ -22,6 +22,10 @@ const HARD_SLACK_PAGES: u64 = 256;
 /// How long a remote read is retried (the client fails over between replicas itself)
 /// before the fault thread logs and keeps trying.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// How long the fault thread keeps looking for the next fault before it sleeps. Waking a
+/// sleeping thread costs tens of microseconds on an idle (virtual) machine, more than a
+/// remote fault itself; faults come in bursts, so a short spin pays (halt-polling's idea).
+const SPIN: Duration = Duration::from_micros(50);
 
 pub(super) fn run(shared: &Shared, stop: &File) {
     let mut server = FaultServer {
@@ -55,13 +59,20 @@ pub(super) fn run(shared: &Shared, stop: &File) {
         if fds[1].revents != 0 {
             return;
         }
+        let mut idle_since = Instant::now();
         loop {
             match shared.uffd.read_event() {
-                Ok(Some(Event::Pagefault { kind, rw, addr })) => match kind {
-                    FaultKind::WriteProtected => server.write_fault(addr as usize),
-                    _ => server.missing(addr as usize, matches!(rw, ReadWrite::Write)),
-                },
+                Ok(Some(Event::Pagefault { kind, rw, addr })) => {
+                    match kind {
+                        FaultKind::WriteProtected => server.write_fault(addr as usize),
+                        _ => server.missing(addr as usize, matches!(rw, ReadWrite::Write)),
+                    }
+                    idle_since = Instant::now();
+                }
                 Ok(Some(_)) => {} // only page faults were asked for
+                Ok(None) if idle_since.elapsed() < SPIN && !shared.stop.load(Relaxed) => {
+                    std::hint::spin_loop();
+                }
                 Ok(None) => break,
                 Err(e) => {
                     shared.record_error(format!("reading fault events: {e}"));
@@ -96,11 +107,18 @@ impl FaultServer<'_> {
             return self.wake(addr);
         };
         let mut pages = self.shared.lock();
-        if pages.get(p) & RESIDENT == 0 {
+        let f = pages.get(p);
+        if f & RESIDENT == 0 {
             // Evicted while the write waited: the retry becomes a missing fault, served
             // with the copy the eviction just wrote (the write never reached the old page).
             drop(pages);
             return self.wake(addr);
+        }
+        if f & DROPPING != 0 {
+            // Being dropped: the write must wait (the page stays protected); the evictor
+            // wakes it when the page is gone, and it faults the written-back copy in.
+            pages.waiting.push(page_addr);
+            return;
         }
         // Under the lock: an eviction that has this page busy sees DIRTY and keeps it.
         pages.update(p, DIRTY | REFERENCED, 0);
@@ -151,7 +169,16 @@ impl FaultServer<'_> {
         };
         self.throttle();
         let start = Instant::now();
-        let flags = shared.lock().get(p);
+        let flags = {
+            let mut pages = shared.lock();
+            let flags = pages.get(p);
+            if flags & DROPPING != 0 {
+                // Dropped but not yet marked absent: retry once the evictor is done.
+                pages.waiting.push(addr & !(ps - 1));
+                return;
+            }
+            flags
+        };
         if flags & RESIDENT != 0 {
             return self.wake(addr); // filled by an earlier fault's prefetch or zero run
         }

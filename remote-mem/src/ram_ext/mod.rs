@@ -19,6 +19,7 @@ pub mod controller;
 mod evict;
 mod fault;
 pub mod pages;
+pub mod policy_sim;
 pub mod prefetch;
 pub mod stats;
 mod uffd;

@@ -20,6 +20,8 @@ pub const REMOTE: u8 = 1 << 2;
 pub const REFERENCED: u8 = 1 << 3;
 /// Picked by an eviction that has not finished.
 pub const BUSY: u8 = 1 << 4;
+/// Being dropped: a fault on it waits until the drop is done (see `waiting`).
+pub const DROPPING: u8 = 1 << 5;
 
 /// Flags of every page, the resident and remote counts, and the clock hand.
 #[derive(Debug)]
@@ -28,6 +30,8 @@ pub struct PageTable {
     resident: usize,
     remote: usize,
     hand: usize,
+    /// Host addresses of faults on dropping pages, to wake once the drop is done.
+    pub waiting: Vec<usize>,
 }
 
 impl PageTable {
@@ -38,6 +42,7 @@ impl PageTable {
             resident: 0,
             remote: 0,
             hand: 0,
+            waiting: Vec::new(),
         }
     }
 

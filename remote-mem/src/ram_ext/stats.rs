@@ -67,7 +67,7 @@ impl Counters {
 
 /// Remote-fault latencies: `counts[i]` faults took less than `bounds_us[i]` (and at least
 /// the previous bound); the last count is everything slower than the last bound.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct LatencyHistogram {
     /// Bucket upper bounds in microseconds.
     pub bounds_us: Vec<u64>,
@@ -96,7 +96,7 @@ impl LatencyHistogram {
 }
 
 /// What `vm.counters` shows of a VM's RAM extension.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct RamExtCounters {
     /// Guest pages mapped in the VMM process now.
     pub resident_pages: u64,

@@ -7,99 +7,14 @@
 //! spawning the process (no pool), through `vm.resume`, to the clone's first report on the
 //! VMM's stderr: the clone has run guest instructions by then.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
-use revenant_tests::api_client::ApiClient;
-use revenant_tests::bins::binary;
+use revenant_tests::bench::{env_count, percentile, BenchVmm as Vmm};
 use revenant_tests::guests;
 use revenant_tests::vmm_process::test_guest_config;
 
 const GUEST_MEMORY: u64 = 128 << 20;
-
-fn env_count(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Vmm {
-    child: Child,
-    client: ApiClient,
-    reports: Receiver<Instant>,
-}
-
-impl Vmm {
-    fn spawn(dir: &Path, name: &str) -> Vmm {
-        let socket = dir.join(format!("{name}.sock"));
-        let mut child = Command::new(binary("revenant"))
-            .arg("--api-socket")
-            .arg(&socket)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn revenant");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, reports) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("revenant: test-report") && tx.send(Instant::now()).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut client = ApiClient::new(&socket);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        // Poll tightly: this measures the VMM, not a poller's period.
-        while !socket.exists() || client.request("GET", "vmm.ping", None).is_err() {
-            assert!(Instant::now() < deadline, "VMM did not come up");
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        Vmm {
-            child,
-            client,
-            reports,
-        }
-    }
-
-    fn restore_and_resume(&mut self, template: &Path, mode: &str) {
-        let body = format!(
-            r#"{{"source_url":"file://{}","memory_restore_mode":"{mode}"}}"#,
-            template.display()
-        );
-        let r = self.client.put("vm.restore", Some(&body));
-        assert_eq!(
-            r.status,
-            204,
-            "restore: {}",
-            String::from_utf8_lossy(&r.body)
-        );
-        assert_eq!(self.client.put("vm.resume", None).status, 204);
-    }
-
-    fn first_report(&self) -> Instant {
-        self.reports
-            .recv_timeout(Duration::from_secs(20))
-            .expect("clone never reported")
-    }
-}
-
-impl Drop for Vmm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
 
 /// Boots the watcher with `fill_mib` MiB of data, pauses it, snapshots it to `dir` (and
 /// uploads its memory to `servers` when given: `memory_servers` JSON); returns the snapshot
