@@ -9,4 +9,5 @@ pub mod guests;
 pub mod images;
 pub mod memd;
 pub mod skip;
+pub mod virtio_blk;
 pub mod vmm_process;

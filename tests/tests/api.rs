@@ -177,6 +177,25 @@ fn bad_requests(missing_kernel: &str) -> Vec<(&'static str, String, u16, &'stati
             400,
             "console.mode",
         ),
+        (
+            "vm.create",
+            format!(r#"{{"disks":[{{"path":"{missing_kernel}"}}]}}"#),
+            400,
+            "disks[0].path",
+        ),
+        (
+            "vm.create",
+            r#"{"disks":[{"readonly":"yes"}]}"#.into(),
+            400,
+            "disks[0].readonly",
+        ),
+        (
+            "vm.create",
+            r#"{"disks":[{"remote_swap":{"size":1000,"servers":["127.0.0.1:1"],"token_file":"/"}}]}"#
+                .into(),
+            400,
+            "disks[0].remote_swap.size",
+        ),
         ("vm.boot", String::new(), 409, "state"),
         ("vm.pause", String::new(), 409, "state"),
         ("vm.resume", String::new(), 409, "state"),

@@ -7,7 +7,8 @@ use clap::Parser;
 use crate::boot::cpuid::CpuProfile;
 use crate::boot::test_guest::TestGuestMode;
 use crate::config::{
-    ConsoleConfig, ConsoleMode, CpusConfig, MemoryConfig, PayloadConfig, TestGuestConfig, VmConfig,
+    ConsoleConfig, ConsoleMode, CpusConfig, DiskConfig, MemoryConfig, PayloadConfig,
+    TestGuestConfig, VmConfig,
 };
 
 const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1";
@@ -77,6 +78,12 @@ pub struct Cli {
     #[arg(long, default_value = "stdout", value_parser = parse_serial, value_name = "DEST")]
     pub serial: ConsoleConfig,
 
+    /// A virtio-blk disk (repeatable), Cloud Hypervisor style: `path=FILE` plus optional
+    /// `readonly=on|off`, `id=NAME`, `serial=STRING`.
+    /// Example: --disk path=/tmp/rootfs.img,readonly=on
+    #[arg(long = "disk", value_parser = parse_disk, value_name = "SPEC")]
+    pub disks: Vec<DiskConfig>,
+
     /// CPUID the guest sees: `auto` (pvm-safe on a PVM host, else host), `host`, or
     /// `pvm-safe` (hides XSAVE, SSE3+/AVX, POPCNT, CX16, BMI, SMAP/SMEP, PCID, RDTSCP, ...
     /// whose instructions a PVM host cannot emulate in guest kernel mode).
@@ -128,8 +135,40 @@ impl Cli {
             console: ConsoleConfig::default(),
             sleep_mode: Default::default(),
             cpu_profile: self.cpu_profile,
+            disks: self.disks.clone(),
         }
     }
+}
+
+/// `path=FILE[,readonly=on|off][,id=NAME][,serial=STRING]`.
+fn parse_disk(s: &str) -> Result<DiskConfig, String> {
+    let mut disk = DiskConfig::default();
+    for part in s.split(',') {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("`{part}` is not key=value"))?;
+        match key {
+            "path" => disk.path = Some(PathBuf::from(value)),
+            "readonly" => {
+                disk.readonly = match value {
+                    "on" | "true" => true,
+                    "off" | "false" => false,
+                    _ => return Err(format!("readonly={value}: use on or off")),
+                }
+            }
+            "id" => disk.id = Some(value.to_string()),
+            "serial" => disk.serial = Some(value.to_string()),
+            _ => {
+                return Err(format!(
+                    "unknown disk option `{key}` (path, readonly, id, serial)"
+                ))
+            }
+        }
+    }
+    if disk.path.is_none() {
+        return Err("path=FILE is required".into());
+    }
+    Ok(disk)
 }
 
 pub fn parse_size(s: &str) -> Result<u64, String> {

@@ -10,6 +10,9 @@ use crate::boot::layout::CMDLINE_MAX_SIZE;
 use crate::boot::test_guest::TestGuestMode;
 use crate::vstate::memory::PAGE_SIZE;
 
+mod disks;
+pub use disks::{DiskConfig, RemoteSwapConfig, MAX_DISKS};
+
 /// xAPIC IDs are 8 bits and 0xff is the broadcast ID.
 pub const MAX_VCPUS: u32 = 254;
 /// Guest RAM is mapped lazily, but an absurd size is almost always a unit mistake.
@@ -36,6 +39,10 @@ pub struct VmConfig {
     /// Revenant extension: the CPUID profile (`auto`, `host`, `pvm-safe`).
     #[serde(default)]
     pub cpu_profile: CpuProfile,
+    /// virtio-blk disks: image files (Cloud Hypervisor's `path`, `readonly`, `id`) or, as a
+    /// Revenant extension, a swap device in remote memory (`remote_swap`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<DiskConfig>,
 }
 
 /// A VM-level sleep state.
@@ -255,6 +262,7 @@ impl VmConfig {
         }
         validate_console("serial", &self.serial, true)?;
         validate_console("console", &self.console, false)?;
+        disks::validate(&self.disks)?;
         Ok(())
     }
 

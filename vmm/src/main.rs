@@ -70,7 +70,8 @@ fn run(cli: Cli) -> Result<i32> {
     if let Some(dir) = &cli.dump_acpi {
         let config = cli.vm_config();
         config.validate()?;
-        let tables = revenant_vmm::boot::acpi::tables_for(&config)?;
+        let virtio = revenant_vmm::vm::virtio_layout(&config)?;
+        let tables = revenant_vmm::boot::acpi::tables_for(&config, &virtio)?;
         let names = revenant_vmm::boot::acpi::dump(&tables, dir)
             .with_context(|| format!("cannot write to {}", dir.display()))?;
         println!("wrote {} to {}", names.join(", "), dir.display());

@@ -74,6 +74,7 @@ impl Vm {
                     .unwrap_or_else(|p| p.into_inner())
                     .snapshot(),
                 wake_status: self.wake_status.load(Ordering::SeqCst),
+                virtio_blk: self.virtio_blk.iter().map(|d| d.snapshot()).collect(),
             },
             cpu_profile: self.cpu_profile,
             has_pit: self.has_pit,
@@ -174,9 +175,12 @@ impl Vm {
         let control = Arc::new(RunControl::default());
         // Restored VMs come up paused (kata expects "Paused" after vm.restore).
         control.request_pause();
+        let virtio = crate::vm::virtio_layout(&config)?;
         let devices = Devices::build(
             &config,
             &kvm,
+            &memory,
+            &virtio,
             &exit,
             &control,
             Some(&state.devices),

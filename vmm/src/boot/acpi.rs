@@ -1,7 +1,7 @@
 //! Putting the ACPI tables (built by `revenant_acpi::tables`) into guest memory.
 
 use revenant_acpi::platform::VMGENID_ADDR;
-use revenant_acpi::tables::{build_tables, AcpiConfig, AcpiTables, TablesError};
+use revenant_acpi::tables::{build_tables, AcpiConfig, AcpiTables, MmioDevice, TablesError};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::config::VmConfig;
@@ -17,12 +17,12 @@ pub enum AcpiError {
     Random(#[source] std::io::Error),
 }
 
-/// The tables a VM with `config` gets.
-pub fn tables_for(config: &VmConfig) -> Result<AcpiTables, AcpiError> {
+/// The tables a VM with `config` and virtio-mmio devices at `virtio` gets.
+pub fn tables_for(config: &VmConfig, virtio: &[MmioDevice]) -> Result<AcpiTables, AcpiError> {
     Ok(build_tables(&AcpiConfig {
         boot_vcpus: config.cpus.boot_vcpus,
         max_vcpus: config.cpus.max_vcpus,
-        virtio_mmio: Vec::new(),
+        virtio_mmio: virtio.to_vec(),
         vmgenid: true,
     })?)
 }

@@ -6,3 +6,4 @@ pub mod exit;
 pub mod legacy;
 pub mod resources;
 pub mod serial;
+pub mod virtio;

@@ -1,6 +1,6 @@
 //! The devices a VM gets and how they are wired to KVM: COM1, the i8042, the ACPI sleep
-//! registers, the GED, the CPU hotplug controller and, for raw test guests, the test-report
-//! port; and the device state a snapshot carries.
+//! registers, the GED, the CPU hotplug controller, virtio-mmio disks (`super::virtio`) and,
+//! for raw test guests, the test-report port; and the device state a snapshot carries.
 
 use std::fs::OpenOptions;
 use std::io::IsTerminal;
@@ -14,6 +14,7 @@ use revenant_acpi::platform::{
 };
 use vmm_sys_util::eventfd::EventFd;
 
+use super::virtio::VirtioBlk;
 use super::VmError;
 use crate::config::{ConfigError, ConsoleMode, VmConfig};
 use crate::devices::acpi::cpu_hotplug::{CpuHotplugDevice, CpuSlots};
@@ -27,13 +28,16 @@ use crate::devices::serial::device::SerialDevice;
 use crate::devices::serial::event_handler::{InputSource, SerialInput};
 use crate::devices::serial::output::{SerialOutput, SocketConsole};
 use crate::devices::serial::{COM1_BASE, COM1_GSI, COM1_LEN};
+use crate::devices::virtio::blk::persist::VirtioBlkSnapshot;
 use crate::event_loop::{EventLoop, Subscriber};
+use crate::vstate::memory::GuestMemoryMmap;
 use crate::vstate::run_control::RunControl;
 use crate::vstate::vcpu::{ExitCounters, VcpuContext};
 use crate::vstate::vm_fd::KvmVm;
+use revenant_acpi::tables::MmioDevice;
 
 /// An eventfd wired to interrupt `gsi` of the in-kernel IOAPIC.
-fn irqfd(kvm: &KvmVm, gsi: u32, what: &'static str) -> Result<EventFd, VmError> {
+pub(super) fn irqfd(kvm: &KvmVm, gsi: u32, what: &'static str) -> Result<EventFd, VmError> {
     let irq = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| VmError::Irq { what, source })?;
     kvm.fd.register_irqfd(&irq, gsi).map_err(|e| VmError::Irq {
         what,
@@ -52,19 +56,30 @@ pub(crate) struct Devices {
     pub(crate) test_reports: Option<Arc<Mutex<Vec<u32>>>>,
     pub(crate) wake_status: Arc<AtomicBool>,
     pub(crate) serial: Arc<Mutex<SerialDevice>>,
+    pub(crate) virtio_blk: Vec<VirtioBlk>,
 }
 
 impl Devices {
-    /// COM1, the i8042, the ACPI sleep registers and, for raw test guests, the test-report
-    /// port; `saved` restores their state from a snapshot.
+    /// COM1, the i8042, the ACPI sleep registers, the virtio disks at `virtio` (from
+    /// [`super::virtio::virtio_layout`]) and, for raw test guests, the test-report port;
+    /// `saved` restores their state from a snapshot.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn build(
         config: &VmConfig,
         kvm: &KvmVm,
+        memory: &GuestMemoryMmap,
+        virtio: &[MmioDevice],
         exit: &ExitSignal,
         control: &Arc<RunControl>,
         saved: Option<&DevicesState>,
         enabled_vcpus: usize,
     ) -> Result<Devices, VmError> {
+        if saved.is_some_and(|s| !s.virtio_blk.is_empty()) {
+            // TODO(issue 8): rebuild the transports and queues from VirtioBlkSnapshot.
+            return Err(VmError::Snapshot(
+                "restoring a VM with virtio-blk disks is not implemented yet".into(),
+            ));
+        }
         let mut pio = Bus::default();
         let (serial, input) = build_serial(config, kvm, saved.map(|s| &s.serial))?;
         pio.insert(COM1_BASE, COM1_LEN, serial.clone())?;
@@ -94,11 +109,15 @@ impl Devices {
                 Arc::new(Mutex::new(report)),
             )?;
         }
-        let event_loop = match input {
-            Some(sub) => Some(EventLoop::start(vec![sub])?),
-            None => None,
-        };
         let mut mmio = Bus::default();
+        let mut subscribers: Vec<Subscriber> = input.into_iter().collect();
+        let virtio_blk =
+            super::virtio::build_disks(config, virtio, kvm, memory, &mut mmio, &mut subscribers)?;
+        let event_loop = if subscribers.is_empty() {
+            None
+        } else {
+            Some(EventLoop::start(subscribers)?)
+        };
         let irq = irqfd(kvm, GED_IRQ, "GED")?;
         let (ged, ged_device) = crate::devices::acpi::ged::ged(irq);
         mmio.insert(
@@ -121,6 +140,7 @@ impl Devices {
             test_reports,
             wake_status,
             serial,
+            virtio_blk,
         })
     }
 
@@ -145,6 +165,8 @@ impl Devices {
 pub struct DevicesState {
     pub serial: crate::devices::serial::persist::SerialSnapshot,
     pub wake_status: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub virtio_blk: Vec<VirtioBlkSnapshot>,
 }
 
 /// COM1 with its output sink, its irqfd and, when there is one, its input source.

@@ -2,9 +2,11 @@
 //! `Vm` wires these together; each part owns its own logic.
 
 mod devices;
+mod virtio;
 
 pub(crate) use devices::Devices;
 pub use devices::DevicesState;
+pub use virtio::virtio_layout;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,6 +67,8 @@ pub enum VmError {
     Persist(#[from] crate::vstate::persist::PersistError),
     #[error(transparent)]
     Template(#[from] revenant_template::TemplateError),
+    #[error("virtio device: {0}")]
+    Virtio(String),
     #[error("cannot set up the {what} interrupt: {source}")]
     Irq {
         what: &'static str,
@@ -113,6 +117,7 @@ pub struct Vm {
     /// WAK_STS of the ACPI sleep status register.
     pub(crate) wake_status: Arc<AtomicBool>,
     pub(crate) serial: Arc<Mutex<SerialDevice>>,
+    pub(crate) virtio_blk: Vec<virtio::VirtioBlk>,
     pub(crate) ged: GedNotifier,
     pub(crate) cpu_slots: CpuSlots,
     pub(crate) hotplug: Hotplug,
@@ -147,7 +152,8 @@ impl Vm {
         timer.stage("KVM VM created");
 
         let cpu_profile = config.cpu_profile.resolve();
-        let rsdp = acpi::write_tables(&memory, &acpi::tables_for(config)?)?;
+        let virtio = virtio::virtio_layout(config)?;
+        let rsdp = acpi::write_tables(&memory, &acpi::tables_for(config, &virtio)?)?;
         timer.stage("ACPI tables written");
         let entry = match &payload {
             Payload::Linux {
@@ -155,7 +161,8 @@ impl Vm {
                 initramfs,
                 cmdline,
             } => {
-                let cmdline = linux_cmdline(cmdline, cpu_profile);
+                let cmdline =
+                    linux_cmdline(cmdline, cpu_profile) + &virtio::cmdline_devices(&virtio);
                 linux::load(&memory, kernel, *initramfs, &cmdline, rsdp)
                     .map_err(|e| ConfigError::new("payload.kernel", e.to_string()))?
             }
@@ -165,7 +172,16 @@ impl Vm {
 
         timer.stage("payload loaded");
         let control = Arc::new(RunControl::default());
-        let devices = Devices::build(config, &kvm, &exit, &control, None, usize::from(count))?;
+        let devices = Devices::build(
+            config,
+            &kvm,
+            &memory,
+            &virtio,
+            &exit,
+            &control,
+            None,
+            usize::from(count),
+        )?;
         timer.stage("devices ready");
         let mut cpuid = cpuid_probe
             .join()
@@ -234,6 +250,7 @@ impl Vm {
             test_reports: devices.test_reports,
             wake_status: devices.wake_status,
             serial: devices.serial,
+            virtio_blk: devices.virtio_blk,
             ged: devices.ged,
             cpu_slots: devices.cpu_slots,
             hotplug,

@@ -1,0 +1,138 @@
+//! Virtio devices on the virtio-mmio transport (virtio 1.2, transport version 2).
+//!
+//! - `mmio`: the register window a guest driver programs; it negotiates features, walks the
+//!   device status state machine, sets up the queues and hands them to the device.
+//! - [`VirtioDevice`]: what a device (one module each: `blk`, later vsock, balloon, mem, net)
+//!   gives the transport.
+//! - `persist`: queue and transport state for snapshots.
+//! - `testing`: a host-side driver that lays out split virtqueues in guest memory and posts
+//!   descriptor chains, for tests, the benchmark and the fuzz target.
+
+pub mod blk;
+pub mod mmio;
+pub mod persist;
+pub mod testing;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use virtio_bindings::virtio_mmio::{VIRTIO_MMIO_INT_CONFIG, VIRTIO_MMIO_INT_VRING};
+use virtio_queue::Queue;
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::vstate::memory::GuestMemoryMmap;
+
+/// Size of one virtio-mmio register window: 0x100 bytes of registers plus the device's
+/// configuration space; a page keeps every window page aligned.
+pub const MMIO_WINDOW_SIZE: u64 = 0x1000;
+/// IOAPIC pins for virtio-mmio devices, one each: above COM1's 4 and below the GED's 23
+/// (`revenant_acpi::platform`), the range Firecracker also uses on x86.
+pub const VIRTIO_GSIS: std::ops::RangeInclusive<u32> = 5..=22;
+/// The QueueNotify register: where ioeventfds are registered.
+pub const QUEUE_NOTIFY_OFFSET: u64 = 0x50;
+
+/// Feature bit every device offers: without it the driver is a legacy (pre-1.0) driver,
+/// whose queue layout the transport does not implement.
+pub const VIRTIO_F_VERSION_1: u64 = 1 << virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+
+/// Why a device refused to start.
+#[derive(Debug, thiserror::Error)]
+pub enum ActivateError {
+    /// The driver gave a different number of queues than the device has.
+    #[error("expected {expected} queues, got {got}")]
+    QueueCount { expected: usize, got: usize },
+    /// A queue's rings do not fit in guest memory, or the queue is not ready.
+    #[error("queue {0} is not ready or its rings are outside guest memory")]
+    InvalidQueue(usize),
+}
+
+/// The transport's interrupt: a status register the driver reads and acknowledges, and the
+/// irqfd that raises the line. Shared by the transport (reads, ACKs) and the device (raises).
+pub struct Interrupt {
+    status: AtomicU32,
+    irq: EventFd,
+}
+
+impl Interrupt {
+    pub fn new(irq: EventFd) -> Self {
+        Interrupt {
+            status: AtomicU32::new(0),
+            irq,
+        }
+    }
+
+    /// Used buffers are in a queue's used ring.
+    pub fn signal_used_queue(&self) {
+        self.raise(VIRTIO_MMIO_INT_VRING);
+    }
+
+    /// The configuration space changed (or the device needs a reset).
+    pub fn signal_config_change(&self) {
+        self.raise(VIRTIO_MMIO_INT_CONFIG);
+    }
+
+    fn raise(&self, bit: u32) {
+        self.status.fetch_or(bit, Ordering::SeqCst);
+        if let Err(e) = self.irq.write(1) {
+            tracing::warn!("virtio interrupt lost: {e}");
+        }
+    }
+
+    pub fn status(&self) -> u32 {
+        self.status.load(Ordering::SeqCst)
+    }
+
+    pub fn ack(&self, bits: u32) {
+        self.status.fetch_and(!bits, Ordering::SeqCst);
+    }
+
+    pub(crate) fn restore_status(&self, bits: u32) {
+        self.status.store(bits, Ordering::SeqCst);
+    }
+}
+
+/// What a device gets when the driver sets DRIVER_OK.
+pub struct ActivateContext {
+    pub mem: GuestMemoryMmap,
+    /// One per queue, in queue-index order, already checked against `mem`.
+    pub queues: Vec<Queue>,
+    pub interrupt: Arc<Interrupt>,
+    /// Features the driver accepted (a subset of the device's).
+    pub acked_features: u64,
+}
+
+/// A virtio device as the transport sees it. The device owns its queue notification
+/// eventfds (so the VM can register them as KVM ioeventfds before the guest runs) and
+/// processes its queues on the event loop once activated.
+pub trait VirtioDevice: Send {
+    /// Virtio device ID (2 for block, ...).
+    fn device_type(&self) -> u32;
+    /// Largest size of each queue; its length is the number of queues.
+    fn queue_max_sizes(&self) -> &[u16];
+    /// Features the device offers (must include [`VIRTIO_F_VERSION_1`]).
+    fn avail_features(&self) -> u64;
+    /// Reads `data.len()` bytes of configuration space at `offset`; bytes past the end read
+    /// as zero.
+    fn read_config(&self, offset: u64, data: &mut [u8]);
+    /// Writes configuration space; most devices ignore it.
+    fn write_config(&mut self, offset: u64, data: &[u8]);
+    /// One eventfd per queue, signalled when the driver notifies that queue.
+    fn queue_events(&self) -> &[EventFd];
+    /// Starts processing: the driver set DRIVER_OK.
+    fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError>;
+    /// Stops processing and forgets the queues: the driver wrote 0 to the status register.
+    fn reset(&mut self);
+}
+
+/// Bounds on config-space access shared by every device: `config` is the device's
+/// configuration space laid out little-endian.
+pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
+    data.fill(0);
+    let Ok(start) = usize::try_from(offset) else {
+        return;
+    };
+    if let Some(src) = config.get(start..) {
+        let n = src.len().min(data.len());
+        data[..n].copy_from_slice(&src[..n]);
+    }
+}
