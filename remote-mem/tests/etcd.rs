@@ -5,74 +5,16 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{client_config, scratch, token_file, Memd};
 use revenant_remote_mem::client::{ClientConfig, MemClient};
+use revenant_remote_mem::directory::testing::start_etcd;
 use revenant_remote_mem::directory::DirectoryWatch;
 use revenant_remote_mem::power::PowerState;
 
 /// Lease TTL the test memds register with.
 const TTL_SECS: u64 = 3;
-
-struct Etcd(Child);
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts etcd on loopback; `None` (test skipped) if etcd is not installed.
-fn start_etcd(dir: &std::path::Path) -> Option<(Etcd, String)> {
-    let (client, peer) = (free_port(), free_port());
-    let url = format!("http://127.0.0.1:{client}");
-    let child = Command::new("etcd")
-        .arg("--data-dir")
-        .arg(dir.join("etcd"))
-        .args([
-            "--listen-client-urls",
-            &url,
-            "--advertise-client-urls",
-            &url,
-        ])
-        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .args([
-            "--initial-advertise-peer-urls",
-            &format!("http://127.0.0.1:{peer}"),
-        ])
-        .args([
-            "--initial-cluster",
-            &format!("default=http://127.0.0.1:{peer}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let child = match child {
-        Ok(c) => Etcd(c),
-        Err(e) => {
-            println!("SKIP: cannot run etcd ({e}); install Debian etcd-server");
-            return None;
-        }
-    };
-    let end = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", client)).is_err() {
-        assert!(Instant::now() < end, "etcd did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some((child, url))
-}
 
 fn wait_for(view: &DirectoryWatch, n: usize, limit: Duration) -> Duration {
     let t = Instant::now();

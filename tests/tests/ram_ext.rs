@@ -221,6 +221,10 @@ fn a_bad_local_budget_is_refused_with_its_field() {
         ),
         (r#""servers":"","token_file":"T""#, "memory.remote.servers"),
         (
+            r#""servers":"tcp://127.0.0.1:1","directory":["http://127.0.0.1:2379"],"token_file":"T""#,
+            "memory.remote.directory",
+        ),
+        (
             r#""servers":"tcp://127.0.0.1:1","token_file":"T","controller":{"stall_target_pct":0}"#,
             "memory.remote.controller.stall_target_pct",
         ),

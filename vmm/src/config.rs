@@ -86,8 +86,15 @@ pub struct MemoryConfig {
 /// `memory.remote`: where the guest's RAM goes beyond the local budget and in Sz.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RemoteRamConfig {
-    /// Comma-separated memd endpoints, e.g. `tcp://10.0.0.2:7600,tcp://10.0.0.3:7600`.
+    /// Comma-separated memd endpoints, e.g. `tcp://10.0.0.2:7600,tcp://10.0.0.3:7600`. Either
+    /// this or `directory`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub servers: String,
+    /// etcd endpoints (e.g. `["http://10.0.0.1:2379"]`) of the memd host directory: the
+    /// memory servers in S0 registered there when the engine starts are used. Needs a
+    /// `revenant` built with the `etcd` feature.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub directory: Vec<String>,
     /// File holding the memd shared-secret token.
     pub token_file: PathBuf,
     /// Replicas per slab (default: 2 with two or more servers).
@@ -106,11 +113,26 @@ pub struct RemoteRamConfig {
 }
 
 fn validate_remote(r: &RemoteRamConfig, size: u64) -> Result<(), ConfigError> {
-    if r.servers.trim().is_empty() {
-        return Err(ConfigError::new(
-            "memory.remote.servers",
-            "at least one memd endpoint is needed",
-        ));
+    match (r.servers.trim().is_empty(), r.directory.is_empty()) {
+        (true, true) => {
+            return Err(ConfigError::new(
+                "memory.remote.servers",
+                "at least one memd endpoint is needed (or a host directory)",
+            ))
+        }
+        (false, false) => {
+            return Err(ConfigError::new(
+                "memory.remote.directory",
+                "give servers or directory, not both",
+            ))
+        }
+        (true, false) if !cfg!(feature = "etcd") => {
+            return Err(ConfigError::new(
+                "memory.remote.directory",
+                "this revenant was built without the etcd feature (cargo build --features etcd)",
+            ))
+        }
+        _ => {}
     }
     if r.replicas == Some(0) {
         return Err(ConfigError::new(
@@ -151,15 +173,6 @@ fn default_true() -> bool {
 }
 
 impl RemoteRamConfig {
-    /// The servers part, as templates' `memory_servers` takes it.
-    pub fn servers(&self) -> crate::remote_template::MemoryServers {
-        crate::remote_template::MemoryServers {
-            servers: self.servers.clone(),
-            token_file: self.token_file.clone(),
-            replicas: self.replicas,
-        }
-    }
-
     /// Whether the engine runs from boot (a budget to keep), not only from the first Sz.
     pub fn runs_from_boot(&self) -> bool {
         self.local_budget.is_some() || self.controller.is_some()

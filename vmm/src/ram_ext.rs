@@ -30,6 +30,42 @@ pub enum RamExtError {
     Engine(#[from] revenant_remote_mem::ram_ext::RamExtError),
 }
 
+/// The memd endpoints to use: `servers`, or the hosts in S0 registered in the etcd
+/// `directory` now (new slabs can only be allocated on hosts whose CPUs are on).
+fn servers(cfg: &RemoteRamConfig) -> Result<String, RamExtError> {
+    if cfg.directory.is_empty() {
+        return Ok(cfg.servers.clone());
+    }
+    directory_servers(&cfg.directory)
+}
+
+#[cfg(feature = "etcd")]
+fn directory_servers(etcd: &[String]) -> Result<String, RamExtError> {
+    use revenant_remote_mem::power::PowerState;
+    let watch = revenant_remote_mem::directory::DirectoryWatch::start(etcd)
+        .map_err(|e| RamExtError::Client(format!("host directory {etcd:?}: {e}")))?;
+    let hosts: Vec<String> = watch
+        .hosts()
+        .into_iter()
+        .filter(|h| h.power_state == PowerState::S0)
+        .map(|h| h.endpoint)
+        .collect();
+    if hosts.is_empty() {
+        return Err(RamExtError::Client(format!(
+            "no memory server in S0 is registered in the host directory {etcd:?}"
+        )));
+    }
+    Ok(hosts.join(","))
+}
+
+#[cfg(not(feature = "etcd"))]
+fn directory_servers(_etcd: &[String]) -> Result<String, RamExtError> {
+    // validate() refuses a directory in this build already.
+    Err(RamExtError::Config(
+        "memory.remote.directory needs a revenant built with the etcd feature".into(),
+    ))
+}
+
 /// A VM's guest RAM backed by memory servers. Dropping it stops the engine and frees the
 /// VM's slabs (memd keeps a client's slabs after it disconnects, for templates' sake).
 pub struct RemoteRam {
@@ -46,7 +82,7 @@ impl RemoteRam {
         memory: &GuestMemoryMmap,
         from_boot: bool,
     ) -> Result<Self, RamExtError> {
-        let client_cfg = client_config(&cfg.servers, &cfg.token_file, cfg.replicas, None)
+        let client_cfg = client_config(&servers(cfg)?, &cfg.token_file, cfg.replicas, None)
             .map_err(|e| RamExtError::Config(e.to_string()))?;
         let client =
             MemClient::connect(&client_cfg).map_err(|e| RamExtError::Client(e.to_string()))?;
@@ -113,5 +149,45 @@ impl From<RamExtError> for crate::vm::VmError {
                 e.to_string(),
             )),
         }
+    }
+}
+
+#[cfg(all(test, feature = "etcd"))]
+mod tests {
+    use revenant_remote_mem::directory::testing::start_etcd;
+    use revenant_remote_mem::directory::{HostRecord, Registration};
+    use revenant_remote_mem::power::PowerState;
+
+    use super::directory_servers;
+
+    fn register(url: &str, endpoint: &str, power_state: PowerState) -> Registration {
+        let record = HostRecord {
+            endpoint: endpoint.into(),
+            capacity: 1 << 30,
+            free: 1 << 30,
+            power_state,
+        };
+        Registration::start(&[url.to_string()], 5, move || record.clone()).unwrap()
+    }
+
+    #[test]
+    fn the_directory_names_the_memory_servers_in_s0() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some((_etcd, url)) = start_etcd(dir.path()) else {
+            return;
+        };
+        // Empty directory: a clear error, not a VM without memory servers.
+        let e = directory_servers(std::slice::from_ref(&url))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no memory server in S0"), "{e}");
+        let _a = register(&url, "tcp://10.0.0.2:7600", PowerState::S0);
+        let _b = register(&url, "tcp://10.0.0.3:7600", PowerState::Sz);
+        let _c = register(&url, "tcp://10.0.0.4:7600", PowerState::S0);
+        // A zombie host serves its existing slabs but cannot allocate new ones.
+        assert_eq!(
+            directory_servers(&[url]).unwrap(),
+            "tcp://10.0.0.2:7600,tcp://10.0.0.4:7600"
+        );
     }
 }

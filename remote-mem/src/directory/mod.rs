@@ -11,6 +11,8 @@ use crate::power::PowerState;
 mod etcd;
 #[cfg(feature = "etcd")]
 pub use etcd::{DirectoryError, DirectoryWatch, Registration};
+#[cfg(feature = "etcd")]
+pub mod testing;
 
 /// etcd key prefix; a host's key is the prefix followed by its endpoint.
 pub const ETCD_PREFIX: &str = "/revenant/memd/";

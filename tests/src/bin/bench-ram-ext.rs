@@ -86,9 +86,8 @@ fn shuffled(n: usize) -> Vec<usize> {
     v
 }
 
-fn fault_latency(memd: &Memd, token: &Path) -> FaultLatency {
-    let len = 64 << 20;
-    let pages = len / PS;
+/// A slab space of `len` bytes on `memd` (replicas 1).
+fn slab_space(memd: &Memd, token: &Path, len: u64) -> SlabSpace {
     let cfg = ClientConfig {
         endpoints: vec![Endpoint::parse(&memd.endpoint).expect("memd endpoint")],
         token: std::fs::read_to_string(token)
@@ -103,15 +102,56 @@ fn fault_latency(memd: &Memd, token: &Path) -> FaultLatency {
     };
     let client = Arc::new(MemClient::connect(&cfg).expect("connect to memd"));
     let space = SlabSpace::new(client);
-    space.allocate(2 * len as u64).expect("allocate slabs");
-    let region = Region::new(len);
-    // Write every page before the engine starts: all resident and dirty.
-    for n in 0..pages {
+    space.allocate(len).expect("allocate slabs");
+    space
+}
+
+/// Writes every page of `region` (before an engine starts: all resident and dirty).
+fn fill(region: &Region) {
+    for n in 0..region.len / PS {
         // SAFETY: page n is inside the mapping.
         unsafe {
             std::ptr::write_bytes((region.addr + n * PS) as *mut u8, (n % 251 + 1) as u8, PS)
         };
     }
+}
+
+/// Microseconds per page to read 64 MiB sequentially after it all moved to memd, with or
+/// without trend prefetch.
+fn sequential_read(memd: &Memd, token: &Path, prefetch: bool) -> f64 {
+    let len = 64 << 20;
+    let space = slab_space(memd, token, len as u64);
+    let region = Region::new(len);
+    fill(&region);
+    let range = GuestRange {
+        host_addr: region.addr,
+        len,
+    };
+    let config = RamExtConfig {
+        budget_bytes: None,
+        prefetch,
+        controller: None,
+    };
+    let engine = RamExt::start(&[range], space.clone(), &config).expect("start the engine");
+    engine
+        .evict_all(Duration::from_secs(60))
+        .expect("move the pages out");
+    let start = Instant::now();
+    for n in 0..len / PS {
+        region.timed_read(n);
+    }
+    let us = start.elapsed().as_secs_f64() * 1e6 / (len / PS) as f64;
+    drop(engine);
+    let _ = space.free(len as u64);
+    us
+}
+
+fn fault_latency(memd: &Memd, token: &Path) -> FaultLatency {
+    let len = 64 << 20;
+    let pages = len / PS;
+    let space = slab_space(memd, token, 2 * len as u64);
+    let region = Region::new(len);
+    fill(&region);
     let zero_region = Region::new(len);
     let config = RamExtConfig {
         budget_bytes: None,
@@ -247,6 +287,13 @@ fn main() {
         ("remote_fault_idle_p99_us".to_string(), f.idle_p99),
         ("uffd_zero_fault_idle_p50_us".to_string(), f.idle_zero_p50),
     ];
+    let seq_prefetch = sequential_read(&memd, &token, true);
+    let seq_plain = sequential_read(&memd, &token, false);
+    eprintln!(
+        "bench-ram-ext: sequential read of remote memory: {seq_prefetch:.1} us/page with prefetch, {seq_plain:.1} without"
+    );
+    results.push(("seq_read_us_per_page_prefetch".into(), seq_prefetch));
+    results.push(("seq_read_us_per_page_no_prefetch".into(), seq_plain));
     policy_accuracy(&mut results);
     if std::env::var_os("FAULTS_ONLY").is_none() {
         slowdowns(
@@ -328,6 +375,15 @@ fn slowdowns(
         results.push((format!("slowdown_at_{pct}pct_local"), ms / base));
     }
     let half = (touched / 2) & !(PS as u64 - 1);
+    let (ms, _) = run_guest(
+        work,
+        "local50-noprefetch",
+        pages,
+        passes,
+        Some(remote(half, r#","prefetch":false"#)),
+    );
+    eprintln!("bench-ram-ext: 50% local without prefetch: {ms:.1} ms per pass");
+    results.push(("slowdown_at_50pct_local_no_prefetch".into(), ms / base));
     let (ms, resident) = run_guest(
         work,
         "controller",
