@@ -20,7 +20,7 @@ pub use memory_map::{
     map_memory, map_memory_from, map_memory_prefetched, GuestMemoryMapping, MapError, MappedRegion,
     RestoreMode,
 };
-pub use on_demand::{serve_missing_pages, PageSource, Pager};
+pub use on_demand::{serve_missing_pages, wait_for_faults, PageSource, Pager};
 pub use state_file::{read_state, write_state, Durability, StateFileError};
 pub use template_dir::{
     open_template, open_template_state, save_template, template_dir_from_url, SnapshotOptions,

@@ -204,6 +204,34 @@ impl Drop for OnDemandPager {
     }
 }
 
+/// Sleeps until `uffd` has fault events (true) or `stop` is signalled (false).
+pub fn wait_for_faults(uffd: &Uffd, stop: &File) -> io::Result<bool> {
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: uffd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: stop.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: fds is a valid array of 2 pollfd structs for the duration of the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(fds[1].revents == 0);
+    }
+}
+
 fn uffd_io(e: userfaultfd::Error) -> io::Error {
     io::Error::other(format!("userfaultfd: {e}"))
 }
@@ -223,29 +251,13 @@ impl FaultServer {
     fn run(mut self, stop: &File) {
         self.load_prefetch();
         loop {
-            let mut fds = [
-                libc::pollfd {
-                    fd: self.uffd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: stop.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            // SAFETY: fds is a valid array of 2 pollfd structs for the duration of the call.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-            if n < 0 {
-                if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                    continue;
+            match wait_for_faults(&self.uffd, stop) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    self.record(format!("poll: {e}"));
+                    return;
                 }
-                self.record(format!("poll: {}", io::Error::last_os_error()));
-                return;
-            }
-            if fds[1].revents != 0 {
-                return;
             }
             loop {
                 match self.uffd.read_event() {

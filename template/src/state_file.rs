@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | 0  | 8 | magic `RVNTSTAT` |
 //! | 8  | 4 | format version ([`STATE_FORMAT_VERSION`]) |
-//! | 12 | 4 | flags (must be 0 in version 1) |
+//! | 12 | 4 | flags (must be 0) |
 //! | 16 | 8 | payload length in bytes |
 //! | 24 | 4 | CRC32C of the payload |
 //! | 28 | 4 | CRC32C of bytes 0..28 (the header itself) |
@@ -30,7 +30,8 @@ use serde::Serialize;
 /// First bytes of every state file, so a stray file is rejected before anything else is read.
 pub const STATE_MAGIC: [u8; 8] = *b"RVNTSTAT";
 /// The only state file format version this build reads and writes.
-pub const STATE_FORMAT_VERSION: u32 = 1;
+/// Version 2: the device state carries virtio-blk transports and queues.
+pub const STATE_FORMAT_VERSION: u32 = 2;
 /// Size of the fixed header in front of the payload.
 pub const STATE_HEADER_LEN: usize = 32;
 /// Largest state file read: VM state is a few KiB per vCPU and device, so anything near this is
@@ -421,7 +422,7 @@ mod tests {
                 err,
                 StateFileError::UnsupportedVersion {
                     found: 7,
-                    supported: 1,
+                    supported: STATE_FORMAT_VERSION,
                     ..
                 }
             ),
@@ -467,7 +468,7 @@ mod tests {
         let mut h = [0u8; STATE_HEADER_LEN];
         h.copy_from_slice(&bytes[..STATE_HEADER_LEN]);
         let header = Header {
-            version: 1,
+            version: STATE_FORMAT_VERSION,
             flags: 0x2,
             payload_len: le_u64(&h, 16),
             payload_crc: le_u32(&h, 24),

@@ -165,14 +165,15 @@ fn corrupt_or_foreign_state_files_are_refused_at_open() {
     ));
 
     let mut future = good.clone();
-    future[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let next = revenant_template::state_file::STATE_FORMAT_VERSION + 1;
+    future[8..12].copy_from_slice(&next.to_le_bytes());
     fs::write(&state, &future).unwrap();
     assert!(matches!(
         open(dir.path()),
         Err(TemplateError::State(StateFileError::UnsupportedVersion {
-            found: 2,
+            found,
             ..
-        }))
+        })) if found == next
     ));
 
     fs::write(&state, &good[..good.len() - 1]).unwrap();

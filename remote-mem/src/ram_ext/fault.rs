@@ -2,8 +2,6 @@
 //! writes to clean pages (dirty tracking).
 
 use std::fs::File;
-use std::io;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -35,29 +33,13 @@ pub(super) fn run(shared: &Shared, stop: &File) {
         zeros: vec![0u8; shared.page_size * ZERO_AROUND_PAGES],
     };
     loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: shared.uffd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: stop.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: fds is a valid array of 2 pollfd structs for the duration of the call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if n < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
+        match revenant_template::wait_for_faults(&shared.uffd, stop) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                shared.record_error(format!("poll: {e}"));
+                return;
             }
-            shared.record_error(format!("poll: {}", io::Error::last_os_error()));
-            return;
-        }
-        if fds[1].revents != 0 {
-            return;
         }
         let mut idle_since = Instant::now();
         loop {

@@ -165,7 +165,7 @@ impl Devices {
 pub struct DevicesState {
     pub serial: crate::devices::serial::persist::SerialSnapshot,
     pub wake_status: bool,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Saved with postcard (not self-describing): no `skip_serializing_if` here.
     pub virtio_blk: Vec<VirtioBlkSnapshot>,
 }
 
