@@ -30,7 +30,7 @@ use serde::Serialize;
 /// First bytes of every state file, so a stray file is rejected before anything else is read.
 pub const STATE_MAGIC: [u8; 8] = *b"RVNTSTAT";
 /// The only state file format version this build reads and writes.
-/// Version 2: the device state carries virtio-blk transports and queues.
+/// Version 2: the device state carries virtio-blk and virtio-mem transports and queues.
 pub const STATE_FORMAT_VERSION: u32 = 2;
 /// Size of the fixed header in front of the payload.
 pub const STATE_HEADER_LEN: usize = 32;

@@ -128,6 +128,7 @@ impl Cli {
             memory: MemoryConfig {
                 size: self.memory,
                 hotplug_size: 0,
+                hotplugged_size: None,
                 remote: None,
             },
             payload: Some(payload),

@@ -11,6 +11,7 @@ use crate::boot::test_guest::TestGuestMode;
 use crate::vstate::memory::PAGE_SIZE;
 
 mod disks;
+mod hotplug;
 pub use disks::{DiskConfig, RemoteSwapConfig, MAX_DISKS};
 
 /// xAPIC IDs are 8 bits and 0xff is the broadcast ID.
@@ -76,6 +77,12 @@ pub struct MemoryConfig {
     /// `vm.info` (kata's client decodes it as one).
     #[serde(default)]
     pub hotplug_size: u64,
+    /// Memory the host wants plugged on top of `size` through virtio-mem (Cloud
+    /// Hypervisor's field): set by `vm.resize`'s `desired_ram`, or at create for a VM that
+    /// should start bigger. What the guest actually plugged is in `vm.info`'s
+    /// `memory_hotplug`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hotplugged_size: Option<u64>,
     /// Revenant extension (RAM extension): memory servers that hold the guest RAM beyond a
     /// local budget, and all of it while the VM is in Sz. Not with templates' copy-on-write
     /// clones (file-backed memory).
@@ -184,6 +191,7 @@ impl Default for MemoryConfig {
         MemoryConfig {
             size: 512 << 20,
             hotplug_size: 0,
+            hotplugged_size: None,
             remote: None,
         }
     }
@@ -337,6 +345,7 @@ impl VmConfig {
                 format!("size + hotplug_size must be at most {MAX_MEMORY} bytes"),
             ));
         }
+        hotplug::validate(m)?;
         if let Some(r) = &m.remote {
             validate_remote(r, m.size)?;
         }

@@ -11,7 +11,7 @@ use crate::config::{ConfigError, SleepState, VmConfig};
 use crate::devices::exit::{ExitSignal, GuestExit};
 use crate::energy::{EnergyReport, PowerPhase, VmEnergy};
 use crate::snapshot::MemoryRestoreMode;
-use crate::vm::{Vm, VmCounters, VmError};
+use crate::vm::{MemoryHotplugInfo, Vm, VmCounters, VmError};
 
 /// State names exactly as Cloud Hypervisor reports them (kata compares the strings), plus
 /// `Sleeping` (S3 or Sz, see `sleep_state` in `vm.info`).
@@ -59,7 +59,12 @@ impl From<VmError> for ControlError {
 pub struct VmInfo {
     pub config: VmConfig,
     pub state: VmState,
+    /// `memory.size` plus the memory the guest has plugged through virtio-mem.
     pub memory_actual_size: u64,
+    /// Revenant extension: virtio-mem's requested and plugged sizes (absent without
+    /// `memory.hotplug_size`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_hotplug: Option<MemoryHotplugInfo>,
     /// `S0` unless the VM sleeps (`S3` or `Sz`).
     pub sleep_state: &'static str,
     /// The CPUID profile in force once booted (`host` or `pvm-safe`), else the one asked for.
@@ -300,9 +305,10 @@ impl Controller {
         }));
     }
 
-    /// `vm.resize`: vCPUs hot-plugged or unplugged through the ACPI CPU hotplug controller.
-    /// Asking for what the VM already has is a no-op success (kata sends it on every
-    /// container create). Memory resize needs virtio-mem, which is not there yet.
+    /// `vm.resize`: vCPUs hot-plugged or unplugged through the ACPI CPU hotplug controller,
+    /// memory through virtio-mem (`desired_ram` is the guest's total: boot memory plus what
+    /// virtio-mem should plug). Both are checked before either is applied. Asking for what
+    /// the VM already has is a no-op success (kata sends it on every container create).
     pub fn resize(
         &mut self,
         desired_vcpus: Option<u32>,
@@ -311,35 +317,43 @@ impl Controller {
         let Some(config) = &self.config else {
             return Err(self.wrong_state("resize"));
         };
-        if let Some(ram) = desired_ram {
-            if ram != config.memory.size {
+        let hotplug = desired_ram
+            .map(|ram| config.memory.hotplug_request("desired_ram", ram))
+            .transpose()?;
+        if let Some(n) = desired_vcpus {
+            if n == 0 || n > config.cpus.max_vcpus {
                 return Err(ConfigError::new(
-                    "desired_ram",
-                    "memory hot-plug (virtio-mem) is not implemented yet; only the current size is accepted",
+                    "desired_vcpus",
+                    format!(
+                        "must be between 1 and max_vcpus ({})",
+                        config.cpus.max_vcpus
+                    ),
                 )
                 .into());
             }
         }
-        let Some(n) = desired_vcpus else {
-            return Ok(());
-        };
-        if n == 0 || n > config.cpus.max_vcpus {
-            return Err(ConfigError::new(
-                "desired_vcpus",
-                format!(
-                    "must be between 1 and max_vcpus ({})",
-                    config.cpus.max_vcpus
-                ),
-            )
-            .into());
-        }
         match (&mut self.vm, self.state) {
             (_, VmState::Created | VmState::Shutdown) => {}
-            (Some(vm), VmState::Running | VmState::Paused) => vm.resize_vcpus(n as u8)?,
+            (Some(vm), VmState::Running | VmState::Paused) => {
+                if let Some(n) = desired_vcpus {
+                    vm.resize_vcpus(n as u8)?;
+                }
+                if let Some(bytes) = hotplug {
+                    vm.resize_memory(bytes)?;
+                }
+            }
             _ => return Err(self.wrong_state("resize")),
         }
         if let Some(config) = &mut self.config {
-            config.cpus.boot_vcpus = n;
+            if let Some(n) = desired_vcpus {
+                config.cpus.boot_vcpus = n;
+            }
+            match hotplug {
+                // Keep an untouched config as it was created (no hotplugged_size field).
+                Some(0) if config.memory.hotplugged_size.is_none() => {}
+                Some(bytes) => config.memory.hotplugged_size = Some(bytes),
+                None => {}
+            }
         }
         Ok(())
     }
@@ -396,7 +410,12 @@ impl Controller {
             .config
             .clone()
             .ok_or_else(|| self.wrong_state("report info"))?;
-        let memory_actual_size = config.memory.size;
+        let memory_hotplug = match &self.vm {
+            Some(vm) => vm.memory_hotplug(),
+            None => MemoryHotplugInfo::from_config(&config),
+        };
+        // What the guest has: its boot memory and what it plugged (not what was requested).
+        let memory_actual_size = config.memory.size + memory_hotplug.map_or(0, |m| m.plugged_size);
         let sleep_state = match self.sleep.map(|s| s.state) {
             None => "S0",
             Some(SleepState::S3) => "S3",
@@ -407,6 +426,7 @@ impl Controller {
             config,
             state: self.state,
             memory_actual_size,
+            memory_hotplug,
             sleep_state,
             cpu_profile,
         })

@@ -15,6 +15,7 @@ use revenant_acpi::platform::{
 use vmm_sys_util::eventfd::EventFd;
 
 use super::virtio::VirtioBlk;
+use super::virtio_mem::VirtioMemHandle;
 use super::VmError;
 use crate::config::{ConfigError, ConsoleMode, VmConfig};
 use crate::devices::acpi::cpu_hotplug::{CpuHotplugDevice, CpuSlots};
@@ -29,7 +30,9 @@ use crate::devices::serial::event_handler::{InputSource, SerialInput};
 use crate::devices::serial::output::{SerialOutput, SocketConsole};
 use crate::devices::serial::{COM1_BASE, COM1_GSI, COM1_LEN};
 use crate::devices::virtio::blk::persist::VirtioBlkSnapshot;
+use crate::devices::virtio::mem::persist::VirtioMemSnapshot;
 use crate::event_loop::{EventLoop, Subscriber};
+use crate::vstate::hotplug_memory::HotplugRegion;
 use crate::vstate::memory::GuestMemoryMmap;
 use crate::vstate::run_control::RunControl;
 use crate::vstate::vcpu::{ExitCounters, VcpuContext};
@@ -57,12 +60,16 @@ pub(crate) struct Devices {
     pub(crate) wake_status: Arc<AtomicBool>,
     pub(crate) serial: Arc<Mutex<SerialDevice>>,
     pub(crate) virtio_blk: Vec<VirtioBlk>,
+    pub(crate) virtio_mem: Option<VirtioMemHandle>,
+    /// The hot-pluggable region the virtio-mem device hands out (mapped in KVM).
+    pub(crate) hotplug_memory: Option<HotplugRegion>,
 }
 
 impl Devices {
     /// COM1, the i8042, the ACPI sleep registers, the virtio disks at `virtio` (from
-    /// [`super::virtio::virtio_layout`]) and, for raw test guests, the test-report port;
-    /// `saved` restores their state from a snapshot.
+    /// [`super::virtio::virtio_layout`]), virtio-mem over `hotplug` and, for raw test
+    /// guests, the test-report port; `saved` restores their state from a snapshot. `memory`
+    /// is the boot RAM plus the hot-pluggable region.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn build(
         config: &VmConfig,
@@ -73,6 +80,7 @@ impl Devices {
         control: &Arc<RunControl>,
         saved: Option<&DevicesState>,
         enabled_vcpus: usize,
+        hotplug: Option<&HotplugRegion>,
     ) -> Result<Devices, VmError> {
         if saved.is_some_and(|s| !s.virtio_blk.is_empty()) {
             // TODO(issue 8): rebuild the transports and queues from VirtioBlkSnapshot.
@@ -113,6 +121,19 @@ impl Devices {
         let mut subscribers: Vec<Subscriber> = input.into_iter().collect();
         let virtio_blk =
             super::virtio::build_disks(config, virtio, kvm, memory, &mut mmio, &mut subscribers)?;
+        let virtio_mem = match (hotplug, super::virtio::mem_slot(config, virtio)) {
+            (Some(region), Some(slot)) => Some(super::virtio_mem::build(
+                config,
+                slot,
+                region,
+                saved.and_then(|s| s.virtio_mem.as_ref()),
+                kvm,
+                memory,
+                &mut mmio,
+                &mut subscribers,
+            )?),
+            _ => None,
+        };
         let event_loop = if subscribers.is_empty() {
             None
         } else {
@@ -141,6 +162,8 @@ impl Devices {
             wake_status,
             serial,
             virtio_blk,
+            virtio_mem,
+            hotplug_memory: hotplug.cloned(),
         })
     }
 
@@ -165,8 +188,10 @@ impl Devices {
 pub struct DevicesState {
     pub serial: crate::devices::serial::persist::SerialSnapshot,
     pub wake_status: bool,
-    /// Saved with postcard (not self-describing): no `skip_serializing_if` here.
+    // Templates save this with postcard, which is not self-describing: a field skipped when
+    // empty would shift every later one, so nothing here may use `skip_serializing_if`.
     pub virtio_blk: Vec<VirtioBlkSnapshot>,
+    pub virtio_mem: Option<VirtioMemSnapshot>,
 }
 
 /// COM1 with its output sink, its irqfd and, when there is one, its input source.

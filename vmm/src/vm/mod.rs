@@ -3,10 +3,13 @@
 
 mod devices;
 mod virtio;
+mod virtio_mem;
 
 pub(crate) use devices::Devices;
 pub use devices::DevicesState;
 pub use virtio::virtio_layout;
+pub use virtio_mem::MemoryHotplugInfo;
+pub(crate) use virtio_mem::{guest_memory, hotplug_region};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -118,13 +121,17 @@ pub struct Vm {
     pub(crate) wake_status: Arc<AtomicBool>,
     pub(crate) serial: Arc<Mutex<SerialDevice>>,
     pub(crate) virtio_blk: Vec<virtio::VirtioBlk>,
+    pub(crate) virtio_mem: Option<virtio_mem::VirtioMemHandle>,
     pub(crate) ged: GedNotifier,
     pub(crate) cpu_slots: CpuSlots,
     pub(crate) hotplug: Hotplug,
     pub(crate) cpu_profile: CpuProfile,
     pub(crate) has_pit: bool,
     pub(crate) kvm: KvmVm,
+    /// The boot RAM (what the e820 map, snapshots and the RAM extension cover).
     pub(crate) memory: GuestMemoryMmap,
+    /// The hot-pluggable region virtio-mem hands out; unmapped after the VM fd is closed.
+    pub(crate) _hotplug_memory: Option<crate::vstate::hotplug_memory::HotplugRegion>,
     /// Guest RAM on memory servers (RAM extension): from boot with a local budget, else
     /// once the VM first entered Sz.
     pub(crate) remote_ram: Option<crate::ram_ext::RemoteRam>,
@@ -147,8 +154,11 @@ impl Vm {
             .map_err(VmError::Probe)?;
         let threads = spawn_vcpu_threads(count)?;
         let memory = create_guest_memory(config.memory.size)?;
+        let hotplug = hotplug_region(config)?;
+        let guest_memory = guest_memory(&memory, hotplug.as_ref())?;
         timer.stage("guest memory mapped");
-        let kvm = create_vm(&memory, matches!(payload, Payload::Linux { .. }))?;
+        // The hot-pluggable region is registered here too, before the irqchip exists.
+        let kvm = create_vm(&guest_memory, matches!(payload, Payload::Linux { .. }))?;
         timer.stage("KVM VM created");
 
         let cpu_profile = config.cpu_profile.resolve();
@@ -175,12 +185,13 @@ impl Vm {
         let devices = Devices::build(
             config,
             &kvm,
-            &memory,
+            &guest_memory,
             &virtio,
             &exit,
             &control,
             None,
             usize::from(count),
+            hotplug.as_ref(),
         )?;
         timer.stage("devices ready");
         let mut cpuid = cpuid_probe
@@ -251,6 +262,7 @@ impl Vm {
             wake_status: devices.wake_status,
             serial: devices.serial,
             virtio_blk: devices.virtio_blk,
+            virtio_mem: devices.virtio_mem,
             ged: devices.ged,
             cpu_slots: devices.cpu_slots,
             hotplug,
@@ -258,6 +270,7 @@ impl Vm {
             has_pit,
             kvm,
             memory,
+            _hotplug_memory: devices.hotplug_memory,
             remote_ram: None,
             template_memory,
         };

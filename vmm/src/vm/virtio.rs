@@ -22,13 +22,14 @@ use crate::event_loop::Subscriber;
 use crate::vstate::memory::GuestMemoryMmap;
 use crate::vstate::vm_fd::KvmVm;
 
-/// Where the VM's virtio-mmio devices sit, disks first in config order. A pure function of
+/// Where the VM's virtio-mmio devices sit, disks first in config order, then the virtio-mem
+/// device (when `memory.hotplug_size` asks for one, see [`mem_slot`]). A pure function of
 /// the config, so the ACPI tables and the command line can be written before the devices
 /// exist, and a restore finds each device where the guest last saw it.
 pub fn virtio_layout(config: &VmConfig) -> Result<Vec<MmioDevice>, VmError> {
     let mut resources = Resources::new()?;
     let mut gsis = VIRTIO_GSIS;
-    config
+    let mut layout = config
         .disks
         .iter()
         .enumerate()
@@ -44,7 +45,30 @@ pub fn virtio_layout(config: &VmConfig) -> Result<Vec<MmioDevice>, VmError> {
                 irq,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, VmError>>()?;
+    if config.memory.hotplug_region_size() > 0 {
+        let window = resources.allocate_mmio(MMIO_WINDOW_SIZE)?;
+        let irq = gsis.next().ok_or_else(|| {
+            ConfigError::new(
+                "memory.hotplug_size",
+                "no interrupt line left for virtio-mem",
+            )
+        })?;
+        layout.push(MmioDevice {
+            base: window.start(),
+            size: MMIO_WINDOW_SIZE,
+            irq,
+        });
+    }
+    Ok(layout)
+}
+
+/// The virtio-mem device's slot in `layout` (right after the disks), if it has one.
+pub(crate) fn mem_slot<'a>(config: &VmConfig, layout: &'a [MmioDevice]) -> Option<&'a MmioDevice> {
+    if config.memory.hotplug_region_size() == 0 {
+        return None;
+    }
+    layout.get(config.disks.len())
 }
 
 /// `virtio_mmio.device=<size>@<base>:<irq>` for each device, for kernels that find virtio
@@ -120,7 +144,7 @@ pub(crate) fn build_disks(
 /// One KVM ioeventfd per queue on QueueNotify, matching the queue index, so a notification
 /// never leaves the kernel. If KVM refuses, the write traps to the transport instead, which
 /// signals the same eventfd: slower, not broken.
-fn register_notifiers(kvm: &KvmVm, base: u64, device: &dyn VirtioDevice) {
+pub(super) fn register_notifiers(kvm: &KvmVm, base: u64, device: &dyn VirtioDevice) {
     let addr = IoEventAddress::Mmio(base + QUEUE_NOTIFY_OFFSET);
     for (q, evt) in device.queue_events().iter().enumerate() {
         if let Err(e) = kvm.fd.register_ioevent(evt, &addr, q as u32) {

@@ -1,6 +1,7 @@
 //! KVM-facing state: guest memory, the VM file descriptor and vCPUs.
 
 pub mod fallback;
+pub mod hotplug_memory;
 pub mod memory;
 pub mod persist;
 pub mod run_control;

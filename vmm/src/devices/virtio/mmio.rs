@@ -141,7 +141,9 @@ impl MmioTransport {
             reg::VIRTIO_MMIO_STATUS => self.device_status,
             // No shared memory regions: a length of all ones says "absent" (4.2.2).
             reg::VIRTIO_MMIO_SHM_LEN_LOW | reg::VIRTIO_MMIO_SHM_LEN_HIGH => u32::MAX,
-            reg::VIRTIO_MMIO_CONFIG_GENERATION => self.config_generation,
+            reg::VIRTIO_MMIO_CONFIG_GENERATION => self
+                .config_generation
+                .wrapping_add(lock(&self.device).config_generation()),
             _ => 0,
         }
     }

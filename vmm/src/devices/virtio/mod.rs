@@ -9,6 +9,7 @@
 //!   descriptor chains, for tests, the benchmark and the fuzz target.
 
 pub mod blk;
+pub mod mem;
 pub mod mmio;
 pub mod persist;
 pub mod testing;
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use virtio_bindings::virtio_mmio::{VIRTIO_MMIO_INT_CONFIG, VIRTIO_MMIO_INT_VRING};
-use virtio_queue::Queue;
+use virtio_queue::{Queue, QueueT};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::vstate::memory::GuestMemoryMmap;
@@ -116,12 +117,48 @@ pub trait VirtioDevice: Send {
     fn read_config(&self, offset: u64, data: &mut [u8]);
     /// Writes configuration space; most devices ignore it.
     fn write_config(&mut self, offset: u64, data: &[u8]);
+    /// Changes whenever the device changes its configuration space on its own, so a driver
+    /// reading a field in several accesses can tell it read a torn value (4.2.2,
+    /// ConfigGeneration). Devices whose configuration never changes keep the default.
+    fn config_generation(&self) -> u32 {
+        0
+    }
     /// One eventfd per queue, signalled when the driver notifies that queue.
     fn queue_events(&self) -> &[EventFd];
     /// Starts processing: the driver set DRIVER_OK.
     fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError>;
     /// Stops processing and forgets the queues: the driver wrote 0 to the status register.
     fn reset(&mut self);
+}
+
+/// What a started single-queue device works with: the driver's queue (checked to be the
+/// only one, and ready), guest memory, its interrupt and the features the driver accepted.
+pub struct ActiveQueue {
+    pub mem: GuestMemoryMmap,
+    pub queue: Queue,
+    pub interrupt: Arc<Interrupt>,
+    pub acked_features: u64,
+}
+
+impl ActiveQueue {
+    pub fn from_context(ctx: ActivateContext) -> Result<Self, ActivateError> {
+        let got = ctx.queues.len();
+        let queue = ctx
+            .queues
+            .into_iter()
+            .next()
+            .filter(|_| got == 1)
+            .ok_or(ActivateError::QueueCount { expected: 1, got })?;
+        if !queue.ready() {
+            return Err(ActivateError::InvalidQueue(0));
+        }
+        Ok(ActiveQueue {
+            mem: ctx.mem,
+            queue,
+            interrupt: ctx.interrupt,
+            acked_features: ctx.acked_features,
+        })
+    }
 }
 
 /// Bounds on config-space access shared by every device: `config` is the device's

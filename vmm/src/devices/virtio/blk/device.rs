@@ -1,14 +1,12 @@
 //! The virtio-blk device: what it offers the driver and how it answers requests.
 
-use std::sync::Arc;
-
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
     VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP,
 };
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
 use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::QueueT;
 use vm_memory::{Bytes, GuestAddress, GuestMemory, Permissions, VolatileSlice};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -21,7 +19,8 @@ use super::{
 };
 use crate::devices::virtio::persist::QueueSnapshot;
 use crate::devices::virtio::{
-    read_config_bytes, ActivateContext, ActivateError, Interrupt, VirtioDevice, VIRTIO_F_VERSION_1,
+    read_config_bytes, ActivateContext, ActivateError, ActiveQueue, VirtioDevice,
+    VIRTIO_F_VERSION_1,
 };
 use crate::vstate::memory::GuestMemoryMmap;
 
@@ -51,20 +50,13 @@ pub struct BlockCounters {
     pub dropped: u64,
 }
 
-struct Active {
-    mem: GuestMemoryMmap,
-    queue: Queue,
-    interrupt: Arc<Interrupt>,
-    acked_features: u64,
-}
-
 pub struct Block {
     options: BlockOptions,
     disk: Box<dyn DiskBackend>,
     avail_features: u64,
     config: [u8; CONFIG_LEN],
     queue_evts: [EventFd; 1],
-    active: Option<Active>,
+    active: Option<ActiveQueue>,
     counters: BlockCounters,
 }
 
@@ -344,22 +336,7 @@ impl VirtioDevice for Block {
     }
 
     fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError> {
-        let got = ctx.queues.len();
-        let queue = ctx
-            .queues
-            .into_iter()
-            .next()
-            .filter(|_| got == 1)
-            .ok_or(ActivateError::QueueCount { expected: 1, got })?;
-        if !queue.ready() {
-            return Err(ActivateError::InvalidQueue(0));
-        }
-        self.active = Some(Active {
-            mem: ctx.mem,
-            queue,
-            interrupt: ctx.interrupt,
-            acked_features: ctx.acked_features,
-        });
+        self.active = Some(ActiveQueue::from_context(ctx)?);
         // A driver may have notified before DRIVER_OK; don't leave those requests waiting.
         self.process_queue();
         Ok(())
