@@ -93,9 +93,13 @@ pub struct MemoryConfig {
 /// `memory.remote`: where the guest's RAM goes beyond the local budget and in Sz.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RemoteRamConfig {
-    /// Comma-separated memd endpoints, e.g. `tcp://10.0.0.2:7600,tcp://10.0.0.3:7600`. Either
-    /// this or `directory`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// Comma-separated memd endpoints, e.g. `tcp://10.0.0.2:7600,tcp://10.0.0.3:7600` (a JSON
+    /// list of them is accepted too). Either this or `directory`.
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "server_list::joined"
+    )]
     pub servers: String,
     /// etcd endpoints (e.g. `["http://10.0.0.1:2379"]`) of the memd host directory: the
     /// memory servers in S0 registered there when the engine starts are used. Needs a
@@ -177,6 +181,41 @@ fn validate_remote(r: &RemoteRamConfig, size: u64) -> Result<(), ConfigError> {
 
 fn default_true() -> bool {
     true
+}
+
+/// memd endpoint lists, written either way: `"tcp://a:7600,tcp://b:7600"` or
+/// `["tcp://a:7600", "tcp://b:7600"]` (`memory.remote.servers` and `remote_swap.servers`).
+pub(crate) mod server_list {
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Text(String),
+        List(Vec<String>),
+    }
+
+    fn items<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        Ok(match Either::deserialize(d)? {
+            Either::Text(t) => t
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            Either::List(l) => l,
+        })
+    }
+
+    /// As one comma-separated string.
+    pub fn joined<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        Ok(items(d)?.join(","))
+    }
+
+    /// As a list.
+    pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        items(d)
+    }
 }
 
 impl RemoteRamConfig {
@@ -460,6 +499,28 @@ fn validate_console(field: &str, c: &ConsoleConfig, is_serial: bool) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_lists_are_accepted_as_text_or_list() {
+        let remote = |servers: &str| -> RemoteRamConfig {
+            serde_json::from_str(&format!(r#"{{"servers":{servers},"token_file":"t"}}"#)).unwrap()
+        };
+        let want = "tcp://a:1,tcp://b:2";
+        assert_eq!(remote(r#""tcp://a:1, tcp://b:2""#).servers, want);
+        assert_eq!(remote(r#"["tcp://a:1","tcp://b:2"]"#).servers, want);
+        let swap = |servers: &str| -> RemoteSwapConfig {
+            serde_json::from_str(&format!(
+                r#"{{"size":4096,"servers":{servers},"token_file":"t"}}"#
+            ))
+            .unwrap()
+        };
+        let want = vec!["tcp://a:1".to_string(), "tcp://b:2".to_string()];
+        assert_eq!(swap(r#""tcp://a:1,tcp://b:2""#).servers, want);
+        assert_eq!(swap(r#"["tcp://a:1","tcp://b:2"]"#).servers, want);
+        assert!(
+            serde_json::from_str::<RemoteRamConfig>(r#"{"servers":7,"token_file":"t"}"#).is_err()
+        );
+    }
 
     fn field_of(c: &VmConfig) -> String {
         c.validate().unwrap_err().field

@@ -35,7 +35,9 @@ pub struct DiskConfig {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RemoteSwapConfig {
     pub size: u64,
-    /// memd endpoints, e.g. `["tcp://10.0.0.2:7600", "tcp://10.0.0.3:7600"]`.
+    /// memd endpoints, e.g. `["tcp://10.0.0.2:7600", "tcp://10.0.0.3:7600"]` (a
+    /// comma-separated string is accepted too, as in `memory.remote.servers`).
+    #[serde(deserialize_with = "super::server_list::list")]
     pub servers: Vec<String>,
     /// File holding the memd shared-secret token.
     pub token_file: PathBuf,
