@@ -17,8 +17,8 @@ pub use memory_file::{
     PageScan, SaveOptions,
 };
 pub use memory_map::{
-    map_memory, map_memory_from, map_memory_prefetched, GuestMemoryMapping, MapError, MappedRegion,
-    RestoreMode,
+    map_memory, map_memory_from, map_memory_into, map_memory_prefetched, GuestMemoryMapping,
+    MapError, MappedRegion, RestoreMode,
 };
 pub use on_demand::{serve_missing_pages, wait_for_faults, PageSource, Pager};
 pub use state_file::{read_state, write_state, Durability, StateFileError};

@@ -41,6 +41,12 @@ pub enum MapError {
         expected: u64,
         found: u64,
     },
+    /// Memory reserved ahead of the restore (a prepared VM) does not match the template's
+    /// layout; the caller restores into a fresh VM instead.
+    #[error(
+        "the prepared guest memory ({reserved}) does not match the template's layout ({wanted})"
+    )]
+    ReservedMismatch { reserved: String, wanted: String },
     /// The layout itself is inconsistent (crafted or from another host).
     #[error("memory layout is invalid: {0}")]
     InvalidLayout(String),
@@ -99,6 +105,33 @@ impl MappedRegion {
         fd: libc::c_int,
         offset: u64,
     ) -> Result<Self, MapError> {
+        Self::mmap_at(None, guest_addr, len, flags, fd, offset)
+    }
+
+    /// Maps the memory file over `self` (MAP_FIXED: same address, same length), consuming it:
+    /// whoever recorded this range (a KVM memory slot) sees the file's pages from now on.
+    fn replace_with_file(self, fd: libc::c_int, offset: u64) -> Result<Self, MapError> {
+        let region = Self::mmap_at(
+            Some(self.ptr),
+            self.guest_addr,
+            self.len,
+            libc::MAP_PRIVATE,
+            fd,
+            offset,
+        )?;
+        // The new mapping owns the range now; unmapping it again here would tear it down.
+        std::mem::forget(self);
+        Ok(region)
+    }
+
+    fn mmap_at(
+        at: Option<NonNull<u8>>,
+        guest_addr: u64,
+        len: usize,
+        flags: libc::c_int,
+        fd: libc::c_int,
+        offset: u64,
+    ) -> Result<Self, MapError> {
         let mmap_err = |source| MapError::Mmap {
             guest_addr,
             len,
@@ -106,15 +139,21 @@ impl MappedRegion {
         };
         let offset = libc::off_t::try_from(offset)
             .map_err(|_| mmap_err(io::Error::from_raw_os_error(libc::EOVERFLOW)))?;
+        let (addr, fixed) = match at {
+            Some(p) => (p.as_ptr().cast::<libc::c_void>(), libc::MAP_FIXED),
+            None => (std::ptr::null_mut(), 0),
+        };
         // MAP_NORESERVE: guest RAM is mostly never written; don't charge it all to overcommit.
-        // SAFETY: a new mapping at an address the kernel chooses cannot alias existing Rust
-        // objects; fd is either -1 (anonymous) or an open file the caller holds for this call.
+        // SAFETY: without `at`, a new mapping at an address the kernel chooses cannot alias
+        // existing Rust objects; with it, the range is a MappedRegion being consumed by
+        // `replace_with_file`, which no slice borrows. fd is -1 (anonymous) or an open file the
+        // caller holds for this call.
         let ptr = unsafe {
             libc::mmap(
-                std::ptr::null_mut(),
+                addr,
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                flags | libc::MAP_NORESERVE,
+                flags | libc::MAP_NORESERVE | fixed,
                 fd,
                 offset,
             )
@@ -290,7 +329,41 @@ pub fn map_memory_prefetched(
     mode: RestoreMode,
     prefetch: &[u64],
 ) -> Result<GuestMemoryMapping, MapError> {
+    map_memory_into(path, layout, mode, prefetch, None)
+}
+
+/// [`map_memory_prefetched`] into `reserved`: private anonymous regions mapped earlier (a VM
+/// prepared before the restore request, its KVM memory slots already pointing at them), one
+/// per layout region with the same guest address and length. The memory ends up at the same
+/// host addresses, so the memory slots stay valid: Cow maps the file over them, Copy and
+/// OnDemand fill them. A mismatch is an error and `reserved` is dropped.
+pub fn map_memory_into(
+    path: &Path,
+    layout: &MemoryLayout,
+    mode: RestoreMode,
+    prefetch: &[u64],
+    reserved: Option<Vec<MappedRegion>>,
+) -> Result<GuestMemoryMapping, MapError> {
     layout.validate()?;
+    let mut reserved = match reserved {
+        Some(r) => {
+            let shape = |v: Vec<(u64, u64)>| format!("{v:x?}");
+            let have: Vec<(u64, u64)> = r.iter().map(|m| (m.guest_addr, m.len as u64)).collect();
+            let want: Vec<(u64, u64)> = layout
+                .regions
+                .iter()
+                .map(|l| (l.guest_addr, l.size))
+                .collect();
+            if have != want {
+                return Err(MapError::ReservedMismatch {
+                    reserved: shape(have),
+                    wanted: shape(want),
+                });
+            }
+            Some(r.into_iter())
+        }
+        None => None,
+    };
     let io_err = |op: &'static str| {
         move |source| MapError::Io {
             path: path.to_path_buf(),
@@ -316,17 +389,23 @@ pub fn map_memory_prefetched(
     for r in &layout.regions {
         // validate() checked that size fits usize.
         let len = r.size as usize;
-        let region = match mode {
-            RestoreMode::Cow => MappedRegion::mmap(
+        let prepared = reserved.as_mut().and_then(Iterator::next);
+        let fresh = |prepared: Option<MappedRegion>| match prepared {
+            Some(p) => Ok(p),
+            None => MappedRegion::anonymous(r.guest_addr, len),
+        };
+        let region = match (mode, prepared) {
+            (RestoreMode::Cow, Some(p)) => p.replace_with_file(file.as_raw_fd(), r.file_offset)?,
+            (RestoreMode::Cow, None) => MappedRegion::mmap(
                 r.guest_addr,
                 len,
                 libc::MAP_PRIVATE,
                 file.as_raw_fd(),
                 r.file_offset,
             )?,
-            RestoreMode::OnDemand => MappedRegion::anonymous(r.guest_addr, len)?,
-            RestoreMode::Copy => {
-                let region = MappedRegion::anonymous(r.guest_addr, len)?;
+            (RestoreMode::OnDemand, p) => fresh(p)?,
+            (RestoreMode::Copy, p) => {
+                let region = fresh(p)?;
                 // SAFETY: the mapping was just created and is not yet shared with anyone.
                 let dst = unsafe { region.as_mut_slice() };
                 copy_data_extents(&file, r.file_offset, dst).map_err(io_err("read"))?;

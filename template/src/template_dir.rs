@@ -224,6 +224,23 @@ impl<S> Template<S> {
         )?)
     }
 
+    /// [`Self::map_memory_prefetched`] into memory reserved by a prepared VM (see
+    /// [`crate::memory_map::map_memory_into`]).
+    pub fn map_memory_into(
+        &self,
+        mode: RestoreMode,
+        prefetch: &[u64],
+        reserved: Vec<crate::MappedRegion>,
+    ) -> Result<GuestMemoryMapping, TemplateError> {
+        Ok(crate::memory_map::map_memory_into(
+            &self.memory_path(),
+            &self.manifest.memory,
+            mode,
+            prefetch,
+            Some(reserved),
+        )?)
+    }
+
     /// Maps the guest memory for a restore.
     pub fn map_memory(&self, mode: RestoreMode) -> Result<GuestMemoryMapping, TemplateError> {
         Ok(map_memory(

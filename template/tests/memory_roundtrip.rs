@@ -5,8 +5,8 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use revenant_template::{
-    host_page_size, map_memory, save_memory, GuestMemoryMapping, GuestRegionRef, MapError,
-    MappedRegion, MemoryFileError, MemoryLayout, PageScan, RestoreMode, SaveOptions,
+    host_page_size, map_memory, map_memory_into, save_memory, GuestMemoryMapping, GuestRegionRef,
+    MapError, MappedRegion, MemoryFileError, MemoryLayout, PageScan, RestoreMode, SaveOptions,
 };
 
 /// Template directory on tmpfs when the host has one (that is where templates live), else /tmp.
@@ -177,6 +177,36 @@ fn cow_and_copy_restore_the_saved_bytes() {
             );
         }
     }
+}
+
+#[test]
+fn restores_into_reserved_memory_land_at_its_addresses() {
+    let dir = template_dir();
+    let regions = two_region_guest();
+    let (path, layout) = save(&regions, dir.path(), PageScan::Pagemap);
+    for mode in [RestoreMode::Cow, RestoreMode::Copy, RestoreMode::OnDemand] {
+        // What a prepared VM holds: empty regions whose addresses KVM already knows.
+        let reserved: Vec<MappedRegion> = regions
+            .iter()
+            .map(|r| MappedRegion::anonymous(r.guest_addr(), r.len()).unwrap())
+            .collect();
+        let addrs: Vec<usize> = reserved.iter().map(|r| r.as_ptr() as usize).collect();
+        let mapped = map_memory_into(&path, &layout, mode, &[], Some(reserved)).unwrap();
+        for ((orig, back), addr) in regions.iter().zip(mapped.regions()).zip(&addrs) {
+            assert_eq!(back.as_ptr() as usize, *addr, "{mode:?}: moved");
+            assert!(
+                bytes(back) == bytes(orig),
+                "{mode:?} region {:#x}",
+                orig.guest_addr()
+            );
+        }
+    }
+    // A prepared VM of another size is refused (the caller then restores into a fresh VM).
+    let wrong = vec![MappedRegion::anonymous(0, 4096 * 16).unwrap()];
+    assert!(matches!(
+        map_memory_into(&path, &layout, RestoreMode::Cow, &[], Some(wrong)),
+        Err(MapError::ReservedMismatch { .. })
+    ));
 }
 
 #[test]

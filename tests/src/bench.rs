@@ -26,10 +26,16 @@ pub struct BenchVmm {
 
 impl BenchVmm {
     pub fn spawn(dir: &Path, name: &str) -> BenchVmm {
+        Self::spawn_with(dir, name, &[])
+    }
+
+    /// [`BenchVmm::spawn`] with extra command-line arguments.
+    pub fn spawn_with(dir: &Path, name: &str, args: &[&str]) -> BenchVmm {
         let socket = dir.join(format!("{name}.sock"));
         let mut child = Command::new(binary("revenant"))
             .arg("--api-socket")
             .arg(&socket)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -19,12 +19,18 @@ impl ApiVmm {
     /// Starts the VMM and waits until `vmm.ping` answers, polling every 10 ms for up to
     /// 10 s exactly like kata's runtime.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// [`ApiVmm::start`] with extra command-line arguments.
+    pub fn start_with(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("api.sock");
         let child = Command::new(binary("revenant"))
             .arg("--api-socket")
             .arg(&socket)
             .arg("-v")
+            .args(args)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.path().join("stdout")).expect("stdout file"))
             .stderr(std::fs::File::create(dir.path().join("stderr")).expect("stderr file"))

@@ -57,7 +57,11 @@ fn fork(template: &Path, mode: &str) -> (ApiVmm, Vec<u64>) {
 
 /// Like [`fork`], waiting for `reports` reports.
 fn fork_until(template: &Path, mode: &str, reports: usize) -> (ApiVmm, Vec<u64>) {
-    let mut clone = ApiVmm::start();
+    fork_into(ApiVmm::start(), template, mode, reports)
+}
+
+/// Restores the template into `clone` (a VMM just started) and waits for `reports` reports.
+fn fork_into(mut clone: ApiVmm, template: &Path, mode: &str, reports: usize) -> (ApiVmm, Vec<u64>) {
     let body = format!(
         r#"{{"source_url":"file://{}","memory_restore_mode":"{mode}"}}"#,
         template.display()
@@ -119,6 +123,36 @@ fn cow_clones_continue_from_the_snapshot_independently() {
         file_digest(&memory),
         before,
         "the template memory file changed"
+    );
+}
+
+#[test]
+fn clones_restored_into_a_prepared_vm_continue_from_the_snapshot() {
+    if !kvm_available("clones_restored_into_a_prepared_vm_continue_from_the_snapshot") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_source, n) = make_template(dir.path());
+    let template = dir.path().join("template");
+    // The fork pool: each VMM made its KVM VM and reserved the template's 32 MiB at start.
+    for mode in ["cow", "copy", "ondemand"] {
+        let pooled = ApiVmm::start_with(&["--prepare-vm-memory", "32M"]);
+        let (clone, r) = fork_into(pooled, &template, mode, 2);
+        assert_eq!(&r[..2], &[n + 1, n + 2], "{mode}: {r:?}");
+        assert!(
+            clone.stderr().contains("into the prepared VM"),
+            "{mode}: the prepared VM was not used: {}",
+            clone.stderr()
+        );
+    }
+    // A VMM prepared for another size restores into a fresh VM instead, just as well.
+    let other = ApiVmm::start_with(&["--prepare-vm-memory", "64M"]);
+    let (clone, r) = fork_into(other, &template, "cow", 2);
+    assert_eq!(&r[..2], &[n + 1, n + 2], "{r:?}");
+    assert!(
+        clone.stderr().contains("prepared VM not used"),
+        "{}",
+        clone.stderr()
     );
 }
 

@@ -30,6 +30,13 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub api_socket: Option<PathBuf>,
 
+    /// Fork pool: with --api-socket, create the KVM VM and reserve this much guest RAM before
+    /// any request, so a later vm.restore of a template of that memory size only maps the
+    /// template and sets state (other sizes, remote restores and vm.create ignore it).
+    /// Example: --api-socket /tmp/pool-1.sock --prepare-vm-memory 128M
+    #[arg(long, value_parser = parse_size, value_name = "SIZE", requires = "api_socket")]
+    pub prepare_vm_memory: Option<u64>,
+
     /// Kernel to boot directly: an ELF vmlinux (PVH entry when present, else 64-bit entry) or
     /// a bzImage. Example: --kernel ~/.cache/revenant/images/<hash>/vmlinux
     #[arg(long, value_name = "FILE", conflicts_with_all = ["api_socket", "test_guest"])]

@@ -94,6 +94,8 @@ pub struct Controller {
     sleep: Option<Sleep>,
     energy: Option<VmEnergy>,
     power_profile: PowerProfile,
+    /// A KVM VM and guest memory created ahead of a restore (fork pool), used by `vm.restore`.
+    prepared: Option<crate::vm::PreparedVm>,
 }
 
 impl Controller {
@@ -109,7 +111,15 @@ impl Controller {
             sleep: None,
             energy: None,
             power_profile: PowerProfile::default(),
+            prepared: None,
         }
+    }
+
+    /// Creates the KVM VM and reserves `memory_size` bytes of guest RAM now, so a later
+    /// `vm.restore` of a template with that memory size only maps memory and sets state.
+    pub fn prepare_vm(&mut self, memory_size: u64) -> Result<(), VmError> {
+        self.prepared = Some(crate::vm::PreparedVm::prepare(memory_size)?);
+        Ok(())
     }
 
     /// Records the VM's power phase change for energy accounting.
@@ -237,7 +247,8 @@ impl Controller {
             .map_err(|e| ConfigError::new("source_url", e.to_string()))?;
         self.generation += 1;
         let exit = ExitSignal::new(self.exits.clone(), self.generation);
-        let (vm, config) = Vm::restore(&dir, mode, exit).map_err(|e| match e {
+        let prepared = self.prepared.take();
+        let (vm, config) = Vm::restore(&dir, mode, exit, prepared).map_err(|e| match e {
             // A template that can't be read is the request's fault: name the field.
             VmError::Template(t) => {
                 ControlError::Config(ConfigError::new("source_url", t.to_string()))

@@ -44,6 +44,13 @@ fn run(cli: Cli) -> Result<i32> {
     let (exit_tx, exit_rx) = channel();
     let controller = Arc::new(Mutex::new(Controller::new(exit_tx)));
 
+    if let Some(size) = cli.prepare_vm_memory {
+        controller
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .prepare_vm(size)
+            .context("--prepare-vm-memory")?;
+    }
     if let Some(socket) = &cli.api_socket {
         // Guest-initiated stops arrive on their own thread and just update the VM's state.
         let watched = controller.clone();

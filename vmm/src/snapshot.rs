@@ -120,6 +120,7 @@ impl Vm {
         dir: &Path,
         mode: MemoryRestoreMode,
         exit: ExitSignal,
+        prepared: Option<crate::vm::PreparedVm>,
     ) -> Result<(Vm, VmConfig), VmError> {
         let mut timer = StageTimer::new();
         // A remote restore reads memory from the servers: the local memory file may be gone.
@@ -152,13 +153,40 @@ impl Vm {
             MemoryRestoreMode::Ondemand | MemoryRestoreMode::Remote => read_working_set(dir),
             _ => Vec::new(),
         };
-        let mapping = match mode {
-            MemoryRestoreMode::Copy => template.map_memory(RestoreMode::Copy)?,
-            MemoryRestoreMode::Cow => template.map_memory(RestoreMode::Cow)?,
-            MemoryRestoreMode::Ondemand => {
+        let hotplug = crate::vm::hotplug_region(&config)?;
+        // A prepared VM (fork pool) already has its KVM VM and memory slots: map the template
+        // over its reserved memory and skip creating a VM, when the layouts match.
+        let local_mode = match mode {
+            MemoryRestoreMode::Copy => Some(RestoreMode::Copy),
+            MemoryRestoreMode::Cow => Some(RestoreMode::Cow),
+            MemoryRestoreMode::Ondemand => Some(RestoreMode::OnDemand),
+            MemoryRestoreMode::Remote => None,
+        };
+        let mut prepared_kvm = None;
+        let mut prepared_mapping = None;
+        match (prepared, local_mode) {
+            (Some(p), Some(m)) if hotplug.is_none() => {
+                match template.map_memory_into(m, &working_set, p.regions) {
+                    Ok(mapping) => {
+                        prepared_kvm = Some(p.kvm);
+                        prepared_mapping = Some(mapping);
+                    }
+                    Err(e) => tracing::info!("prepared VM not used: {e}"),
+                }
+            }
+            (Some(_), _) => tracing::info!(
+                "prepared VM not used: {mode:?} restores and templates with hot-plug memory need a fresh VM"
+            ),
+            (None, _) => {}
+        }
+        let mapping = match (prepared_mapping, mode) {
+            (Some(m), _) => m,
+            (None, MemoryRestoreMode::Copy) => template.map_memory(RestoreMode::Copy)?,
+            (None, MemoryRestoreMode::Cow) => template.map_memory(RestoreMode::Cow)?,
+            (None, MemoryRestoreMode::Ondemand) => {
                 template.map_memory_prefetched(RestoreMode::OnDemand, &working_set)?
             }
-            MemoryRestoreMode::Remote => {
+            (None, MemoryRestoreMode::Remote) => {
                 let source = crate::remote_template::open(dir)
                     .map_err(|e| VmError::Snapshot(e.to_string()))?;
                 revenant_template::map_memory_from(
@@ -172,10 +200,24 @@ impl Vm {
         mapping.wait_prefetched();
         timer.stage("restore: memory mapped");
         let memory = guest_memory_over(&mapping)?;
-        let hotplug = crate::vm::hotplug_region(&config)?;
         let guest_memory = crate::vm::guest_memory(&memory, hotplug.as_ref())?;
-        let kvm = create_vm(&guest_memory, state.has_pit)?;
-        timer.stage("restore: KVM VM created");
+        let kvm = match prepared_kvm {
+            Some(kvm) => {
+                tracing::info!(
+                    "restore: into the prepared VM (KVM VM and memory slots made ahead)"
+                );
+                if state.has_pit {
+                    crate::vstate::vm_fd::create_pit(&kvm)?;
+                }
+                timer.stage("restore: prepared KVM VM taken");
+                kvm
+            }
+            None => {
+                let kvm = create_vm(&guest_memory, state.has_pit)?;
+                timer.stage("restore: KVM VM created");
+                kvm
+            }
+        };
         state.kvm.restore(&kvm.fd)?;
         // A clone is a new VM: a new generation ID tells its guest to reseed what it shares
         // with its siblings (ACPI VMGenID).
@@ -303,8 +345,14 @@ fn read_working_set(dir: &Path) -> Vec<u64> {
 fn guest_memory_over(
     mapping: &revenant_template::GuestMemoryMapping,
 ) -> Result<GuestMemoryMmap, VmError> {
-    let regions = mapping
-        .regions()
+    guest_memory_over_regions(mapping.regions())
+}
+
+/// A `GuestMemoryMmap` over mapped regions owned elsewhere (which must outlive it).
+pub(crate) fn guest_memory_over_regions(
+    regions: &[revenant_template::MappedRegion],
+) -> Result<GuestMemoryMmap, VmError> {
+    let regions = regions
         .iter()
         .map(|r| {
             // SAFETY: the mapping stays alive as long as the Vm (it is stored next to the

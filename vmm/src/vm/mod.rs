@@ -2,11 +2,13 @@
 //! `Vm` wires these together; each part owns its own logic.
 
 mod devices;
+mod prepared;
 mod virtio;
 mod virtio_mem;
 
 pub(crate) use devices::Devices;
 pub use devices::DevicesState;
+pub use prepared::PreparedVm;
 pub use virtio::virtio_layout;
 pub use virtio_mem::MemoryHotplugInfo;
 pub(crate) use virtio_mem::{guest_memory, hotplug_region};

@@ -69,12 +69,18 @@ pub fn create_vm(mem: &GuestMemoryMmap, with_pit: bool) -> Result<KvmVm, VmFdErr
     fd.set_tss_address(KVM_TSS_ADDRESS)
         .map_err(VmFdError::TssAddress)?;
     fd.create_irq_chip().map_err(VmFdError::Irqchip)?;
+    let vm = KvmVm { kvm, fd };
     if with_pit {
-        let pit = kvm_pit_config {
-            flags: KVM_PIT_SPEAKER_DUMMY,
-            ..Default::default()
-        };
-        fd.create_pit2(pit).map_err(VmFdError::Pit)?;
+        create_pit(&vm)?;
     }
-    Ok(KvmVm { kvm, fd })
+    Ok(vm)
+}
+
+/// Adds the in-kernel PIT (Linux payloads calibrate against it); the irqchip must exist.
+pub fn create_pit(vm: &KvmVm) -> Result<(), VmFdError> {
+    let pit = kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    };
+    vm.fd.create_pit2(pit).map_err(VmFdError::Pit)
 }
