@@ -8,7 +8,7 @@ use crate::boot::cpuid::CpuProfile;
 use crate::boot::test_guest::TestGuestMode;
 use crate::config::{
     ConsoleConfig, ConsoleMode, CpusConfig, DiskConfig, MemoryConfig, PayloadConfig,
-    TestGuestConfig, VmConfig,
+    TestGuestConfig, VmConfig, VsockConfig,
 };
 
 const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1";
@@ -91,6 +91,12 @@ pub struct Cli {
     #[arg(long = "disk", value_parser = parse_disk, value_name = "SPEC")]
     pub disks: Vec<DiskConfig>,
 
+    /// A virtio-vsock device in hybrid mode, Cloud Hypervisor style: `cid=N` (3 or more)
+    /// and `socket=PATH`, where host clients connect and send `CONNECT <port>\n`.
+    /// Example: --vsock cid=3,socket=/tmp/vm.vsock
+    #[arg(long, value_parser = parse_vsock, value_name = "SPEC")]
+    pub vsock: Option<VsockConfig>,
+
     /// CPUID the guest sees: `auto` (pvm-safe on a PVM host, else host), `host`, or
     /// `pvm-safe` (hides XSAVE, SSE3+/AVX, POPCNT, CX16, BMI, SMAP/SMEP, PCID, RDTSCP, ...
     /// whose instructions a PVM host cannot emulate in guest kernel mode).
@@ -144,6 +150,7 @@ impl Cli {
             sleep_mode: Default::default(),
             cpu_profile: self.cpu_profile,
             disks: self.disks.clone(),
+            vsock: self.vsock.clone(),
         }
     }
 }
@@ -151,10 +158,7 @@ impl Cli {
 /// `path=FILE[,readonly=on|off][,id=NAME][,serial=STRING]`.
 fn parse_disk(s: &str) -> Result<DiskConfig, String> {
     let mut disk = DiskConfig::default();
-    for part in s.split(',') {
-        let (key, value) = part
-            .split_once('=')
-            .ok_or_else(|| format!("`{part}` is not key=value"))?;
+    for (key, value) in key_values(s)? {
         match key {
             "path" => disk.path = Some(PathBuf::from(value)),
             "readonly" => {
@@ -177,6 +181,38 @@ fn parse_disk(s: &str) -> Result<DiskConfig, String> {
         return Err("path=FILE is required".into());
     }
     Ok(disk)
+}
+
+/// `key=value,key=value`, Cloud Hypervisor's device syntax.
+fn key_values(s: &str) -> Result<Vec<(&str, &str)>, String> {
+    s.split(',')
+        .map(|part| {
+            part.split_once('=')
+                .ok_or_else(|| format!("`{part}` is not key=value"))
+        })
+        .collect()
+}
+
+/// `cid=N,socket=PATH`.
+fn parse_vsock(s: &str) -> Result<VsockConfig, String> {
+    let (mut cid, mut socket) = (None, None);
+    for (key, value) in key_values(s)? {
+        match key {
+            "cid" => {
+                cid = Some(
+                    value
+                        .parse::<u64>()
+                        .map_err(|_| format!("cid={value}: not a number"))?,
+                )
+            }
+            "socket" => socket = Some(PathBuf::from(value)),
+            _ => return Err(format!("unknown vsock option `{key}` (cid, socket)")),
+        }
+    }
+    match (cid, socket) {
+        (Some(cid), Some(socket)) => Ok(VsockConfig { cid, socket }),
+        _ => Err("cid=N and socket=PATH are both required".into()),
+    }
 }
 
 pub fn parse_size(s: &str) -> Result<u64, String> {
@@ -220,6 +256,17 @@ mod tests {
         assert_eq!(parse_size("2g"), Ok(2 << 30));
         assert!(parse_size("12X").is_err());
         assert!(parse_size("99999999999999G").is_err());
+    }
+
+    #[test]
+    fn vsock_specs() {
+        let v = parse_vsock("cid=3,socket=/tmp/v.sock").unwrap();
+        assert_eq!((v.cid, v.socket), (3, PathBuf::from("/tmp/v.sock")));
+        assert!(parse_vsock("cid=3").is_err());
+        assert!(parse_vsock("socket=/x").is_err());
+        assert!(parse_vsock("cid=x,socket=/x").is_err());
+        assert!(parse_vsock("cid=3,socket=/x,port=1").is_err());
+        assert!(parse_vsock("cid").is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use event_manager::MutEventSubscriber;
 use kvm_ioctls::IoEventAddress;
 use revenant_acpi::tables::MmioDevice;
 use revenant_remote_mem::block::SlabBlockDevice;
@@ -17,50 +18,42 @@ use crate::devices::virtio::blk::io::{DiskBackend, RawFile, RemoteDisk};
 use crate::devices::virtio::blk::persist::VirtioBlkSnapshot;
 use crate::devices::virtio::blk::{Block, BlockOptions};
 use crate::devices::virtio::mmio::MmioTransport;
+use crate::devices::virtio::persist::MmioTransportState;
+use crate::devices::virtio::vsock::device::VsockError;
+use crate::devices::virtio::vsock::persist::VirtioVsockSnapshot;
+use crate::devices::virtio::vsock::Vsock;
 use crate::devices::virtio::{VirtioDevice, MMIO_WINDOW_SIZE, QUEUE_NOTIFY_OFFSET, VIRTIO_GSIS};
 use crate::event_loop::Subscriber;
 use crate::vstate::memory::GuestMemoryMmap;
 use crate::vstate::vm_fd::KvmVm;
 
-/// Where the VM's virtio-mmio devices sit, disks first in config order, then the virtio-mem
-/// device (when `memory.hotplug_size` asks for one, see [`mem_slot`]). A pure function of
-/// the config, so the ACPI tables and the command line can be written before the devices
-/// exist, and a restore finds each device where the guest last saw it.
+/// Where the VM's virtio-mmio devices sit: disks first in config order, then vsock, then the
+/// virtio-mem device (when `memory.hotplug_size` asks for one, see [`mem_slot`]). A pure
+/// function of the config, so the ACPI tables and the command line can be written before the
+/// devices exist, and a restore finds each device where the guest last saw it.
 pub fn virtio_layout(config: &VmConfig) -> Result<Vec<MmioDevice>, VmError> {
     let mut resources = Resources::new()?;
     let mut gsis = VIRTIO_GSIS;
-    let mut layout = config
-        .disks
-        .iter()
-        .enumerate()
-        .map(|(i, _)| {
+    let fields = (0..config.disks.len())
+        .map(|i| format!("disks[{i}]"))
+        .chain(config.vsock.iter().map(|_| "vsock".to_string()))
+        .chain(
+            (config.memory.hotplug_region_size() > 0).then(|| "memory.hotplug_size".to_string()),
+        );
+    fields
+        .map(|field| {
             let window = resources.allocate_mmio(MMIO_WINDOW_SIZE)?;
-            // validate() allows at most one disk per GSI of the pool.
-            let irq = gsis.next().ok_or_else(|| {
-                ConfigError::new(&format!("disks[{i}]"), "no interrupt line left")
-            })?;
+            // validate() allows at most one device per GSI of the pool.
+            let irq = gsis
+                .next()
+                .ok_or_else(|| ConfigError::new(&field, "no interrupt line left"))?;
             Ok(MmioDevice {
                 base: window.start(),
                 size: MMIO_WINDOW_SIZE,
                 irq,
             })
         })
-        .collect::<Result<Vec<_>, VmError>>()?;
-    if config.memory.hotplug_region_size() > 0 {
-        let window = resources.allocate_mmio(MMIO_WINDOW_SIZE)?;
-        let irq = gsis.next().ok_or_else(|| {
-            ConfigError::new(
-                "memory.hotplug_size",
-                "no interrupt line left for virtio-mem",
-            )
-        })?;
-        layout.push(MmioDevice {
-            base: window.start(),
-            size: MMIO_WINDOW_SIZE,
-            irq,
-        });
-    }
-    Ok(layout)
+        .collect()
 }
 
 /// The virtio-mem device's slot in `layout` (right after the disks), if it has one.
@@ -68,7 +61,7 @@ pub(crate) fn mem_slot<'a>(config: &VmConfig, layout: &'a [MmioDevice]) -> Optio
     if config.memory.hotplug_region_size() == 0 {
         return None;
     }
-    layout.get(config.disks.len())
+    layout.get(config.disks.len() + usize::from(config.vsock.is_some()))
 }
 
 /// `virtio_mmio.device=<size>@<base>:<irq>` for each device, for kernels that find virtio
@@ -87,32 +80,78 @@ pub(crate) fn cmdline_devices(layout: &[MmioDevice]) -> String {
         .collect()
 }
 
-/// A running virtio-blk device and its transport.
-pub(crate) struct VirtioBlk {
-    pub(crate) device: Arc<Mutex<Block>>,
+/// A running virtio device and its transport.
+pub(crate) struct VirtioMmio<D> {
+    pub(crate) device: Arc<Mutex<D>>,
     pub(crate) transport: Arc<Mutex<MmioTransport>>,
+}
+
+pub(crate) type VirtioBlk = VirtioMmio<Block>;
+pub(crate) type VirtioVsock = VirtioMmio<Vsock>;
+
+impl<D> VirtioMmio<D> {
+    /// The transport's and the device's state, taken under both locks.
+    fn states<S>(&self, device_state: impl FnOnce(&D) -> S) -> (MmioTransportState, S) {
+        let transport = self.transport.lock().unwrap_or_else(|p| p.into_inner());
+        let device = self.device.lock().unwrap_or_else(|p| p.into_inner());
+        (transport.state(), device_state(&device))
+    }
 }
 
 impl VirtioBlk {
     pub(crate) fn snapshot(&self) -> VirtioBlkSnapshot {
-        let transport = self.transport.lock().unwrap_or_else(|p| p.into_inner());
-        let device = self.device.lock().unwrap_or_else(|p| p.into_inner());
-        VirtioBlkSnapshot {
-            transport: transport.state(),
-            device: device.state(),
-        }
+        let (transport, device) = self.states(Block::state);
+        VirtioBlkSnapshot { transport, device }
     }
 }
 
-/// Builds the config's disks at `layout`, puts their transports on `mmio` and their queue
-/// handlers into `subscribers` (for the event loop).
+impl VirtioVsock {
+    pub(crate) fn snapshot(&self) -> VirtioVsockSnapshot {
+        let (transport, device) = self.states(Vsock::state);
+        VirtioVsockSnapshot { transport, device }
+    }
+}
+
+/// What wiring a device into the VM needs: KVM (irqfd, ioeventfds), guest memory, the
+/// MMIO bus and the event loop's subscriber list.
+pub(crate) struct Wiring<'a> {
+    pub(crate) kvm: &'a KvmVm,
+    pub(crate) memory: &'a GuestMemoryMmap,
+    pub(crate) mmio: &'a mut Bus,
+    pub(crate) subscribers: &'a mut Vec<Subscriber>,
+}
+
+/// Puts `device` on the MMIO bus at `slot` behind a transport raising `slot.irq`, with
+/// ioeventfds on its queues and its handler on the event loop.
+fn attach<D>(
+    device: D,
+    slot: &MmioDevice,
+    w: &mut Wiring<'_>,
+    what: &'static str,
+) -> Result<VirtioMmio<D>, VmError>
+where
+    D: VirtioDevice + MutEventSubscriber + 'static,
+{
+    let device = Arc::new(Mutex::new(device));
+    let irq = super::devices::irqfd(w.kvm, slot.irq, what)?;
+    let transport = MmioTransport::new(w.memory.clone(), device.clone(), irq)
+        .map_err(|e| VmError::Virtio(format!("{what} queue: {e}")))?;
+    let transport = Arc::new(Mutex::new(transport));
+    w.mmio.insert(slot.base, slot.size, transport.clone())?;
+    register_notifiers(
+        w.kvm,
+        slot.base,
+        &*device.lock().unwrap_or_else(|p| p.into_inner()),
+    );
+    w.subscribers.push(device.clone());
+    Ok(VirtioMmio { device, transport })
+}
+
+/// Builds the config's disks at the first slots of `layout`.
 pub(crate) fn build_disks(
     config: &VmConfig,
     layout: &[MmioDevice],
-    kvm: &KvmVm,
-    memory: &GuestMemoryMmap,
-    mmio: &mut Bus,
-    subscribers: &mut Vec<Subscriber>,
+    w: &mut Wiring<'_>,
 ) -> Result<Vec<VirtioBlk>, VmError> {
     let mut disks = Vec::with_capacity(config.disks.len());
     for (i, (disk, slot)) in config.disks.iter().zip(layout).enumerate() {
@@ -124,21 +163,29 @@ pub(crate) fn build_disks(
         };
         let device = Block::new(options, backend)
             .map_err(|e| VmError::Virtio(format!("virtio-blk queue eventfd: {e}")))?;
-        let device = Arc::new(Mutex::new(device));
-        let irq = super::devices::irqfd(kvm, slot.irq, "virtio-blk")?;
-        let transport = MmioTransport::new(memory.clone(), device.clone(), irq)
-            .map_err(|e| VmError::Virtio(format!("virtio-blk queue: {e}")))?;
-        let transport = Arc::new(Mutex::new(transport));
-        mmio.insert(slot.base, slot.size, transport.clone())?;
-        register_notifiers(
-            kvm,
-            slot.base,
-            &*device.lock().unwrap_or_else(|p| p.into_inner()),
-        );
-        subscribers.push(device.clone());
-        disks.push(VirtioBlk { device, transport });
+        disks.push(attach(device, slot, w, "virtio-blk")?);
     }
     Ok(disks)
+}
+
+/// Builds the config's vsock device at its slot (the one after the disks), listening on
+/// its socket.
+pub(crate) fn build_vsock(
+    config: &VmConfig,
+    layout: &[MmioDevice],
+    w: &mut Wiring<'_>,
+) -> Result<Option<VirtioVsock>, VmError> {
+    let Some(vsock) = &config.vsock else {
+        return Ok(None);
+    };
+    let slot = layout
+        .get(config.disks.len())
+        .ok_or_else(|| VmError::Virtio("no virtio-mmio slot for vsock".into()))?;
+    let device = Vsock::new(vsock.cid, &vsock.socket).map_err(|e| match e {
+        VsockError::Muxer(e) => VmError::from(ConfigError::new("vsock.socket", e.to_string())),
+        e => VmError::Virtio(e.to_string()),
+    })?;
+    attach(device, slot, w, "virtio-vsock").map(Some)
 }
 
 /// One KVM ioeventfd per queue on QueueNotify, matching the queue index, so a notification
@@ -204,5 +251,54 @@ mod tests {
             line,
             format!(" virtio_mmio.device=4K@{:#x}:5", layout[0].base)
         );
+    }
+
+    #[test]
+    fn virtio_mem_comes_after_the_disks_and_vsock() {
+        let mut config = VmConfig {
+            disks: vec![DiskConfig::default(); 2],
+            vsock: Some(crate::config::VsockConfig {
+                cid: 3,
+                socket: "/tmp/v.sock".into(),
+            }),
+            ..Default::default()
+        };
+        config.memory.hotplug_size = 256 << 20;
+        let layout = virtio_layout(&config).unwrap();
+        assert_eq!(layout.len(), 4);
+        assert_eq!(mem_slot(&config, &layout), Some(&layout[3]));
+        config.vsock = None;
+        let layout = virtio_layout(&config).unwrap();
+        assert_eq!(mem_slot(&config, &layout), Some(&layout[2]));
+        config.memory.hotplug_size = 0;
+        assert_eq!(mem_slot(&config, &virtio_layout(&config).unwrap()), None);
+    }
+
+    #[test]
+    fn vsock_comes_after_the_disks() {
+        let vsock = Some(crate::config::VsockConfig {
+            cid: 3,
+            socket: "/tmp/v.sock".into(),
+        });
+        let with = |disks: usize| VmConfig {
+            disks: vec![DiskConfig::default(); disks],
+            vsock: vsock.clone(),
+            ..Default::default()
+        };
+        let only_vsock = virtio_layout(&with(0)).unwrap();
+        assert_eq!(only_vsock.len(), 1);
+        assert_eq!(only_vsock[0].irq, 5);
+        let layout = virtio_layout(&with(2)).unwrap();
+        let disks_only = virtio_layout(&VmConfig {
+            disks: vec![DiskConfig::default(); 2],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(layout[..2], disks_only[..], "disks keep their slots");
+        assert_eq!(layout[2].irq, 7);
+        assert!(layout[2].base >= layout[1].base + layout[1].size);
+        assert_eq!(virtio_layout(&with(2)).unwrap(), layout, "a pure function");
+        let err = virtio_layout(&with(18)).err().unwrap();
+        assert!(err.to_string().contains("vsock"), "{err}");
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! - `mmio`: the register window a guest driver programs; it negotiates features, walks the
 //!   device status state machine, sets up the queues and hands them to the device.
-//! - [`VirtioDevice`]: what a device (one module each: `blk`, later vsock, balloon, mem, net)
+//! - [`VirtioDevice`]: what a device (one module each: `blk`, `vsock`, later balloon, mem, net)
 //!   gives the transport.
 //! - `persist`: queue and transport state for snapshots.
 //! - `testing`: a host-side driver that lays out split virtqueues in guest memory and posts
@@ -13,6 +13,7 @@ pub mod mem;
 pub mod mmio;
 pub mod persist;
 pub mod testing;
+pub mod vsock;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
