@@ -135,6 +135,7 @@ fn revenant_three_vms() {
         remote_fault_p99_us: 80.0,
         slowdown_at_50pct_local: 1.4,
         slowdown_at_50pct_local_controller: 1.1,
+        controller_final_local_pct: None,
     };
     let r = run(
         &RevenantCalibrated::new(cal, 1.05),
@@ -256,6 +257,7 @@ fn synthetic_day_keeps_bookkeeping_consistent_under_every_policy() {
         remote_fault_p99_us: 80.0,
         slowdown_at_50pct_local: 1.4,
         slowdown_at_50pct_local_controller: 1.1,
+        controller_final_local_pct: None,
     };
     let policies: [&dyn Policy; 4] = [
         &ServerCentric,
