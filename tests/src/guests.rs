@@ -598,6 +598,13 @@ pub fn long_mode_cpu_hotplug_handler(cpus: u32) -> Vec<u8> {
 /// then verifies all of them over and over, reporting after each pass how many words were
 /// wrong (0 expected). Memory that leaves the host and comes back must still verify.
 pub fn long_mode_fill_and_verify(pages: u64) -> Vec<u8> {
+    long_mode_fill_and_verify_hot(pages, pages)
+}
+
+/// Like [`long_mode_fill_and_verify`], but after writing all `pages` pages the passes verify
+/// only the first `hot_pages` of them: a hot working set with a cold part that is written once
+/// and never touched again (what a RAM extension can move out for free).
+pub fn long_mode_fill_and_verify_hot(pages: u64, hot_pages: u64) -> Vec<u8> {
     long_mode("fill-and-verify guest", |a| {
         let mut user = a.create_label();
         let mut service = a.create_label();
@@ -607,6 +614,7 @@ pub fn long_mode_fill_and_verify(pages: u64) -> Vec<u8> {
         a.mov(rsi, WORKLOAD_BASE)?;
         a.mov(r12, pages * 512)?;
         write_pattern(a)?;
+        a.mov(r12, hot_pages.min(pages) * 512)?;
         let mut pass = a.create_label();
         let mut check = a.create_label();
         let mut same = a.create_label();

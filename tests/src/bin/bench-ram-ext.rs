@@ -221,19 +221,20 @@ struct FaultLatency {
 }
 
 /// Time of `passes` verify passes after the first one, in ms, for the fill-and-verify guest
-/// over `pages` pages, with `remote` as `memory.remote` (None: all local). Also returns the
-/// resident pages at the end when the engine ran.
+/// writing `pages` pages and verifying the first `hot_pages` of them pass after pass, with
+/// `remote` as `memory.remote` (None: all local). Also returns the resident pages at the end
+/// when the engine ran.
 fn run_guest(
     work: &Path,
     name: &str,
-    pages: u64,
+    (pages, hot_pages): (u64, u64),
     passes: usize,
     remote: Option<String>,
 ) -> (f64, Option<u64>) {
     let image = write_guest(
         work,
         &format!("{name}.bin"),
-        &guests::long_mode_fill_and_verify(pages),
+        &guests::long_mode_fill_and_verify_hot(pages, hot_pages),
     );
     let mut vmm = BenchVmm::spawn(work, name);
     let remote = remote.map_or(String::new(), |r| format!(r#","remote":{r}"#));
@@ -359,7 +360,7 @@ fn slowdowns(
             token.display()
         )
     };
-    let (base, _) = run_guest(work, "local", pages, passes, None);
+    let (base, _) = run_guest(work, "local", (pages, pages), passes, None);
     eprintln!("bench-ram-ext: all local: {base:.1} ms per pass");
     results.push(("all_local_pass_ms".to_string(), base));
     for pct in [100u64, 75, 50, 25] {
@@ -367,7 +368,7 @@ fn slowdowns(
         let (ms, _) = run_guest(
             work,
             &format!("local{pct}"),
-            pages,
+            (pages, pages),
             passes,
             Some(remote(budget, "")),
         );
@@ -378,7 +379,7 @@ fn slowdowns(
     let (ms, _) = run_guest(
         work,
         "local50-noprefetch",
-        pages,
+        (pages, pages),
         passes,
         Some(remote(half, r#","prefetch":false"#)),
     );
@@ -387,7 +388,7 @@ fn slowdowns(
     let (ms, resident) = run_guest(
         work,
         "controller",
-        pages,
+        (pages, pages),
         passes,
         Some(remote(
             half,
@@ -401,4 +402,32 @@ fn slowdowns(
     eprintln!("bench-ram-ext: controller from 50% local: {ms:.1} ms per pass, {final_pct:.0}% of the touched memory resident at the end");
     results.push(("slowdown_at_50pct_local_controller".into(), ms / base));
     results.push(("controller_final_local_pct".into(), final_pct));
+
+    // A workload with a cold part: all pages written once, only the first quarter verified
+    // pass after pass. Local memory beyond the hot quarter is what the RAM extension saves.
+    let hot = (pages, pages / 4);
+    let (hot_base, _) = run_guest(work, "hot-local", hot, passes, None);
+    let (ms, _) = run_guest(work, "hot-local50", hot, passes, Some(remote(half, "")));
+    eprintln!(
+        "bench-ram-ext: hot quarter: all local {hot_base:.2} ms per pass, 50% local {ms:.2} ms"
+    );
+    results.push(("hot25_all_local_pass_ms".into(), hot_base));
+    results.push(("hot25_slowdown_at_50pct_local".into(), ms / hot_base));
+    let (ms, resident) = run_guest(
+        work,
+        "hot-controller",
+        hot,
+        passes.max(20),
+        Some(remote(
+            half,
+            &format!(
+                r#","controller":{{"stall_target_pct":5.0,"interval_ms":50,"min_budget":{}}}"#,
+                touched / 10
+            ),
+        )),
+    );
+    let final_pct = resident.map_or(0.0, |r| (r * PS as u64) as f64 * 100.0 / touched as f64);
+    eprintln!("bench-ram-ext: hot quarter, controller from 50%: {ms:.2} ms per pass, {final_pct:.0}% resident at the end");
+    results.push(("hot25_slowdown_controller".into(), ms / hot_base));
+    results.push(("hot25_controller_final_local_pct".into(), final_pct));
 }
