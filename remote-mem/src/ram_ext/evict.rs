@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use revenant_template::pagemap::is_zero;
 
-use super::pages::{BUSY, DIRTY, DROPPING, REFERENCED, REMOTE, RESIDENT};
+use super::pages::{BUSY, DIRTY, DROPPING, HOT, REFERENCED, REMOTE, RESIDENT};
 use super::Shared;
 
 /// Pages handled per eviction round (one pipelined write batch).
@@ -197,11 +197,14 @@ fn evict_round(shared: &Shared, want: usize, all: bool, buf: &mut [u8]) -> bool 
         for &i in *run {
             let (set, clear) = match (ok, copies[i]) {
                 (false, _) => (0, BUSY | DROPPING),
-                (true, Copy::Zero) => (0, REMOTE | RESIDENT | BUSY | DROPPING | REFERENCED),
-                (true, Copy::Shipped(_)) => (REMOTE, RESIDENT | BUSY | DROPPING | REFERENCED),
-                (true, _) => (0, RESIDENT | BUSY | DROPPING | REFERENCED),
+                (true, Copy::Zero) => (0, REMOTE | RESIDENT | BUSY | DROPPING | REFERENCED | HOT),
+                (true, Copy::Shipped(_)) => (REMOTE, RESIDENT | BUSY | DROPPING | REFERENCED | HOT),
+                (true, _) => (0, RESIDENT | BUSY | DROPPING | REFERENCED | HOT),
             };
             pages.update(victims[i], set, clear);
+            if ok {
+                pages.record_eviction(victims[i]);
+            }
             dropped += u64::from(ok);
         }
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use userfaultfd::{Event, FaultKind, ReadWrite};
 
-use super::pages::{BUSY, DIRTY, DROPPING, REFERENCED, REMOTE, RESIDENT};
+use super::pages::{BUSY, DIRTY, DROPPING, HOT, REFERENCED, REMOTE, RESIDENT};
 use super::prefetch::TrendPrefetcher;
 use super::uffd::copy_pages;
 use super::Shared;
@@ -224,11 +224,17 @@ impl FaultServer<'_> {
             }
         }
         let mut pages = shared.lock();
+        // Back within a budget's worth of evictions: the guest keeps using this page.
+        let hot = if pages.refault_distance(p) as u64 <= shared.budget() {
+            HOT
+        } else {
+            0
+        };
         for &q in &filled {
             // The faulting page was used; prefetched ones earn a reference when touched.
             let (set, clear) = match (q == p, write) {
-                (true, true) => (RESIDENT | REFERENCED | DIRTY, 0),
-                (true, false) => (RESIDENT | REFERENCED, DIRTY),
+                (true, true) => (RESIDENT | REFERENCED | DIRTY | hot, 0),
+                (true, false) => (RESIDENT | REFERENCED | hot, DIRTY),
                 _ => (RESIDENT, DIRTY),
             };
             pages.update(q, set, clear);

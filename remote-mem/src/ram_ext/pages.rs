@@ -22,6 +22,10 @@ pub const REFERENCED: u8 = 1 << 3;
 pub const BUSY: u8 = 1 << 4;
 /// Being dropped: a fault on it waits until the drop is done (see `waiting`).
 pub const DROPPING: u8 = 1 << 5;
+/// Faulted back soon after its eviction (refault distance under the budget): a page the guest
+/// keeps using even if only by reads, which the engine cannot see. CLOCK passes it over once
+/// more than a page with only REFERENCED.
+pub const HOT: u8 = 1 << 6;
 
 /// Flags of every page, the resident and remote counts, and the clock hand.
 #[derive(Debug)]
@@ -32,6 +36,10 @@ pub struct PageTable {
     hand: usize,
     /// Host addresses of faults on dropping pages, to wake once the drop is done.
     pub waiting: Vec<usize>,
+    /// The eviction count when each page was last evicted, and the count now: their
+    /// difference when a page faults back is its refault distance.
+    evicted_at: Vec<u32>,
+    evictions: u32,
 }
 
 impl PageTable {
@@ -43,6 +51,8 @@ impl PageTable {
             remote: 0,
             hand: 0,
             waiting: Vec::new(),
+            evicted_at: vec![0; pages],
+            evictions: 0,
         }
     }
 
@@ -93,6 +103,21 @@ impl PageTable {
         }
     }
 
+    /// Records that page `p` was evicted (for its refault distance).
+    pub fn record_eviction(&mut self, p: usize) {
+        if let Some(at) = self.evicted_at.get_mut(p) {
+            *at = self.evictions;
+            self.evictions = self.evictions.wrapping_add(1);
+        }
+    }
+
+    /// Evictions since page `p` was last evicted.
+    pub fn refault_distance(&self, p: usize) -> u32 {
+        self.evicted_at
+            .get(p)
+            .map_or(u32::MAX, |at| self.evictions.wrapping_sub(*at))
+    }
+
     /// Picks up to `max` resident pages to evict and marks them busy. CLOCK: a referenced
     /// page loses its reference and is passed over once. With `all`, references are ignored
     /// (a VM going to Sz gives up every page).
@@ -115,6 +140,10 @@ impl PageTable {
             }
             if f & REFERENCED != 0 && !all {
                 self.flags[p] &= !REFERENCED;
+                continue;
+            }
+            if f & HOT != 0 && !all {
+                self.flags[p] &= !HOT;
                 continue;
             }
             self.flags[p] |= BUSY;
@@ -158,6 +187,24 @@ mod tests {
         // picked twice.
         assert_eq!(t.pick_victims(8, false), vec![0, 1, 3]);
         assert!(t.pick_victims(8, false).is_empty());
+    }
+
+    #[test]
+    fn hot_pages_get_one_more_pass_and_refault_distance_counts_evictions() {
+        let mut t = PageTable::new(3);
+        for p in 0..3 {
+            t.update(p, RESIDENT, 0);
+        }
+        t.update(1, HOT | REFERENCED, 0);
+        // Page 1 needs two passes of the hand before it goes.
+        assert_eq!(t.pick_victims(2, false), vec![0, 2]);
+        assert_eq!(t.pick_victims(1, false), vec![1]);
+        t.record_eviction(0);
+        t.record_eviction(2);
+        t.record_eviction(1);
+        assert_eq!(t.refault_distance(0), 3);
+        assert_eq!(t.refault_distance(1), 1);
+        assert_eq!(t.refault_distance(9), u32::MAX);
     }
 
     #[test]

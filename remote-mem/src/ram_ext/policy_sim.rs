@@ -2,8 +2,9 @@
 //! resident-set policies with the same budget and counts misses (remote faults):
 //! - [`Policy::Lru`]: an oracle LRU that sees every access;
 //! - [`Policy::EngineClock`]: CLOCK over what the engine sees through userfaultfd: a reference
-//!   when a page is filled (its fault) and when a clean, write-protected page is first written;
-//!   reads of resident pages and further writes to dirty pages are invisible;
+//!   when a page is filled (its fault) and when a clean, write-protected page is first written,
+//!   and one more pass for a page that faulted back within a budget's worth of evictions (its
+//!   refault distance); reads of resident pages and further writes to dirty pages are invisible;
 //! - [`Policy::Fifo`]: no access information at all (eviction in fill order).
 //!
 //! The gap between EngineClock and Lru is what the missing read information costs; the gap
@@ -68,7 +69,11 @@ fn engine_clock(trace: &[Access], pages: usize, budget: usize) -> u64 {
     const RESIDENT: u8 = 1;
     const REFERENCED: u8 = 2;
     const PROTECTED: u8 = 4;
+    const HOT: u8 = 8;
     let mut flags = vec![0u8; pages];
+    // As the engine: a page back within `budget` evictions of its eviction is marked hot.
+    let mut evicted_at = vec![u64::MAX; pages];
+    let mut evictions = 0u64;
     let mut resident = 0;
     let mut hand = 0;
     let mut misses = 0;
@@ -88,15 +93,24 @@ fn engine_clock(trace: &[Access], pages: usize, budget: usize) -> u64 {
             if v & RESIDENT != 0 {
                 if v & REFERENCED != 0 {
                     flags[hand] = v & !REFERENCED;
+                } else if v & HOT != 0 {
+                    flags[hand] = v & !HOT;
                 } else {
                     flags[hand] = 0;
                     resident -= 1;
+                    evicted_at[hand] = evictions;
+                    evictions += 1;
                 }
             }
             hand = (hand + 1) % pages;
         }
+        let hot = match evicted_at[p] {
+            u64::MAX => 0,
+            at if evictions - at <= budget as u64 => HOT,
+            _ => 0,
+        };
         // The missing-page fault: a reference; read faults map the page write-protected.
-        flags[p] = RESIDENT | REFERENCED | if a.write { 0 } else { PROTECTED };
+        flags[p] = RESIDENT | REFERENCED | hot | if a.write { 0 } else { PROTECTED };
         resident += 1;
     }
     misses
