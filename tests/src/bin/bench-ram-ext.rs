@@ -419,7 +419,9 @@ fn slowdowns(
         work,
         "hot-controller",
         hot,
-        hot_passes,
+        // Long enough (~3 s) for the controller to probe down from where the fill left it:
+        // it moves 2% per 50 ms interval.
+        hot_passes.max(3000),
         Some(remote(
             half,
             &format!(
