@@ -402,3 +402,74 @@ fn a_restored_clone_is_told_of_its_new_generation_id_through_the_ged() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(source.client.get("vm.info").json()["state"], "Running");
 }
+
+/// A template with a virtio-blk disk (a raw temp file) and a vsock device forks like one
+/// without: the clone rebuilds both devices (transport and queue state from the state
+/// file, the disk reopened and the vsock socket bound from the template's config) and
+/// continues the count.
+///
+/// The test guest has no virtio drivers, so both transports are saved and restored in their
+/// reset state; restoring a started device (DRIVER_OK, queues in use, TRANSPORT_RESET to the
+/// vsock driver) is covered by the tier-1 tests in `vmm/src/devices/virtio/restore/tests.rs`.
+///
+/// The clone listens on the template's vsock socket path (a clone needs its own path; today
+/// it reuses the template's), so it is refused naming `vsock.socket` while the template's
+/// VMM still listens there, and restores once it is gone.
+#[test]
+fn templates_with_a_disk_and_vsock_fork_cow_clones() {
+    if !kvm_available("templates_with_a_disk_and_vsock_fork_cow_clones") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk.raw");
+    std::fs::write(&disk, vec![0x5a; 1 << 20]).unwrap();
+    let socket = dir.path().join("v.sock");
+    let mut source = ApiVmm::start();
+    let image = write_guest(dir.path(), "ticker.bin", &guests::long_mode_ticker(24));
+    let devices = format!(
+        r#""disks":[{{"path":"{}"}}],"vsock":{{"cid":3,"socket":"{}"}}"#,
+        disk.display(),
+        socket.display()
+    );
+    let body = test_guest_config(&image, "long", 33554432, "Off", &devices);
+    let r = source.client.put("vm.create", Some(&body));
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(source.client.put("vm.boot", None).status, 204);
+    wait_reports(&mut source, 3);
+    assert_eq!(source.client.put("vm.pause", None).status, 204);
+    let n = *source.reports().last().unwrap();
+    let template = dir.path().join("template");
+    let url = format!(r#"{{"destination_url":"file://{}"}}"#, template.display());
+    let r = source.client.put("vm.snapshot", Some(&url));
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+
+    // The template's VMM still listens on the socket: the clone is refused, naming it.
+    let mut early = ApiVmm::start();
+    let body = format!(
+        r#"{{"source_url":"file://{}","memory_restore_mode":"cow"}}"#,
+        template.display()
+    );
+    let r = early.client.put("vm.restore", Some(&body));
+    let text = String::from_utf8_lossy(&r.body);
+    assert_eq!(r.status, 400, "{text}");
+    assert!(text.contains("vsock.socket"), "{text}");
+
+    assert_eq!(source.client.put("vmm.shutdown", None).status, 204);
+    source
+        .wait_exit(Duration::from_secs(5))
+        .expect("the template's VMM exits");
+    let (clone, r) = fork(&template, "cow");
+    assert_eq!(&r[..2], &[n + 1, n + 2], "{r:?}");
+    let mut clone = clone;
+    let info = clone.client.get("vm.info").json();
+    assert_eq!(
+        info["config"]["disks"][0]["path"],
+        disk.display().to_string(),
+        "{info}"
+    );
+    assert_eq!(info["config"]["vsock"]["cid"], 3, "{info}");
+    use std::os::unix::fs::FileTypeExt;
+    let meta = std::fs::symlink_metadata(&socket).expect("the clone listens on the socket");
+    assert!(meta.file_type().is_socket());
+    let _client = std::os::unix::net::UnixStream::connect(&socket).expect("the clone accepts");
+}

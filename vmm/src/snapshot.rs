@@ -280,6 +280,7 @@ impl Vm {
                 what: "GED",
                 source,
             })?;
+        vm.resume_restored_virtio();
         Ok((vm, config))
     }
 

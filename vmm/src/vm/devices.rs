@@ -85,17 +85,9 @@ impl Devices {
         enabled_vcpus: usize,
         hotplug: Option<&HotplugRegion>,
     ) -> Result<Devices, VmError> {
-        if saved.is_some_and(|s| !s.virtio_blk.is_empty()) {
-            // TODO(issue 8): rebuild the transports and queues from VirtioBlkSnapshot.
+        if saved.is_some_and(|s| s.virtio_mem.is_some() != hotplug.is_some()) {
             return Err(VmError::Snapshot(
-                "restoring a VM with virtio-blk disks is not implemented yet".into(),
-            ));
-        }
-        if saved.is_some_and(|s| s.virtio_vsock.is_some()) {
-            // TODO(issue 8): rebuild the transport and queues from VirtioVsockSnapshot, then
-            // send TRANSPORT_RESET (connections never survive a snapshot: persist.rs).
-            return Err(VmError::Snapshot(
-                "restoring a VM with a vsock device is not implemented yet".into(),
+                "the template's virtio-mem state does not match its memory.hotplug_size".into(),
             ));
         }
         let mut pio = Bus::default();
@@ -137,8 +129,18 @@ impl Devices {
                 subscribers: &mut subscribers,
             };
             (
-                super::virtio::build_disks(config, virtio, &mut wiring)?,
-                super::virtio::build_vsock(config, virtio, &mut wiring)?,
+                super::virtio::build_disks(
+                    config,
+                    virtio,
+                    &mut wiring,
+                    saved.map(|s| s.virtio_blk.as_slice()),
+                )?,
+                super::virtio::build_vsock(
+                    config,
+                    virtio,
+                    &mut wiring,
+                    saved.map(|s| s.virtio_vsock.as_ref()),
+                )?,
             )
         };
         let virtio_mem = match (hotplug, super::virtio::mem_slot(config, virtio)) {

@@ -19,6 +19,7 @@ use crate::devices::virtio::blk::persist::VirtioBlkSnapshot;
 use crate::devices::virtio::blk::{Block, BlockOptions};
 use crate::devices::virtio::mmio::MmioTransport;
 use crate::devices::virtio::persist::MmioTransportState;
+use crate::devices::virtio::restore::RunningQueues;
 use crate::devices::virtio::vsock::device::VsockError;
 use crate::devices::virtio::vsock::persist::VirtioVsockSnapshot;
 use crate::devices::virtio::vsock::Vsock;
@@ -112,6 +113,36 @@ impl VirtioVsock {
     }
 }
 
+impl super::Vm {
+    /// The last step of a restore, once the vCPUs' state is loaded (loading a local APIC
+    /// drops an interrupt delivered before it): raises again the interrupt of every
+    /// transport with one pending, and tells a running vsock driver that its connections
+    /// are gone (VIRTIO_VSOCK_EVENT_TRANSPORT_RESET, as Firecracker does after a snapshot
+    /// restore), so the guest drops them and its services reconnect.
+    pub(crate) fn resume_restored_virtio(&self) {
+        let transports = self
+            .virtio_blk
+            .iter()
+            .map(|d| &d.transport)
+            .chain(self.virtio_vsock.iter().map(|d| &d.transport))
+            .chain(self.virtio_mem.iter().map(|m| &m.transport));
+        for t in transports {
+            t.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .interrupt()
+                .retrigger();
+        }
+        if let Some(vsock) = &self.virtio_vsock {
+            let mut device = vsock.device.lock().unwrap_or_else(|p| p.into_inner());
+            if device.is_active() && !device.send_transport_reset() {
+                tracing::warn!(
+                    "virtio-vsock: no event buffer for TRANSPORT_RESET; the guest keeps its stale connections"
+                );
+            }
+        }
+    }
+}
+
 /// What wiring a device into the VM needs: KVM (irqfd, ioeventfds), guest memory, the
 /// MMIO bus and the event loop's subscriber list.
 pub(crate) struct Wiring<'a> {
@@ -121,21 +152,25 @@ pub(crate) struct Wiring<'a> {
     pub(crate) subscribers: &'a mut Vec<Subscriber>,
 }
 
+/// A device's saved transport and its own record of its running queues, for a restore.
+pub(crate) type SavedTransport<'a> = (&'a MmioTransportState, RunningQueues<'a>);
+
 /// Puts `device` on the MMIO bus at `slot` behind a transport raising `slot.irq`, with
-/// ioeventfds on its queues and its handler on the event loop.
+/// ioeventfds on its queues and its handler on the event loop. With `saved` the transport
+/// is rebuilt from a snapshot (and a device the driver had started is started again).
 fn attach<D>(
     device: D,
     slot: &MmioDevice,
     w: &mut Wiring<'_>,
     what: &'static str,
+    saved: Option<SavedTransport<'_>>,
 ) -> Result<VirtioMmio<D>, VmError>
 where
     D: VirtioDevice + MutEventSubscriber + 'static,
 {
     let device = Arc::new(Mutex::new(device));
     let irq = super::devices::irqfd(w.kvm, slot.irq, what)?;
-    let transport = MmioTransport::new(w.memory.clone(), device.clone(), irq)
-        .map_err(|e| VmError::Virtio(format!("{what} queue: {e}")))?;
+    let transport = new_transport(w.memory, device.clone(), irq, slot, what, saved)?;
     let transport = Arc::new(Mutex::new(transport));
     w.mmio.insert(slot.base, slot.size, transport.clone())?;
     register_notifiers(
@@ -147,45 +182,132 @@ where
     Ok(VirtioMmio { device, transport })
 }
 
-/// Builds the config's disks at the first slots of `layout`.
+/// A fresh transport, or one restored from `saved` (an inconsistent state is the
+/// template's fault: a snapshot error, which the API reports against `source_url`).
+pub(super) fn new_transport(
+    memory: &GuestMemoryMmap,
+    device: Arc<Mutex<dyn VirtioDevice>>,
+    irq: vmm_sys_util::eventfd::EventFd,
+    slot: &MmioDevice,
+    what: &'static str,
+    saved: Option<SavedTransport<'_>>,
+) -> Result<MmioTransport, VmError> {
+    match saved {
+        None => MmioTransport::new(memory.clone(), device, irq)
+            .map_err(|e| VmError::Virtio(format!("{what} queue: {e}"))),
+        Some((state, running)) => {
+            MmioTransport::restore(memory.clone(), device, irq, state, running).map_err(|e| {
+                VmError::Snapshot(format!(
+                    "the saved {what} device at {:#x} cannot be restored: {e}",
+                    slot.base
+                ))
+            })
+        }
+    }
+}
+
+/// Builds the config's disks at the first slots of `layout`; `saved` (a snapshot's, one
+/// per disk in config order) restores their transports and queues.
 pub(crate) fn build_disks(
     config: &VmConfig,
     layout: &[MmioDevice],
     w: &mut Wiring<'_>,
+    saved: Option<&[VirtioBlkSnapshot]>,
 ) -> Result<Vec<VirtioBlk>, VmError> {
+    if let Some(saved) = saved.filter(|s| s.len() != config.disks.len()) {
+        return Err(VmError::Snapshot(format!(
+            "the template saved {} virtio-blk devices but its configuration has {} disks",
+            saved.len(),
+            config.disks.len()
+        )));
+    }
     let mut disks = Vec::with_capacity(config.disks.len());
     for (i, (disk, slot)) in config.disks.iter().zip(layout).enumerate() {
+        // TODO(issue 8): a remote swap device's slabs are not carried over, so a clone's
+        // guest would find its swapped-out pages gone.
+        if saved.is_some() && disk.remote_swap.is_some() {
+            return Err(VmError::Snapshot(format!(
+                "disks[{i}] is a remote swap device, whose contents templates do not carry yet"
+            )));
+        }
         let backend = open_disk(i, disk)?;
         let options = BlockOptions {
             id: disk.id_or_default(i),
             read_only: disk.readonly,
             serial: disk.serial.clone(),
         };
+        let saved = saved.and_then(|s| s.get(i));
+        if let Some(s) = saved.filter(|s| s.device.id != options.id) {
+            return Err(VmError::Snapshot(format!(
+                "the template saved virtio-blk device {:?} where its configuration has disks[{i}] {:?}",
+                s.device.id, options.id
+            )));
+        }
         let device = Block::new(options, backend)
             .map_err(|e| VmError::Virtio(format!("virtio-blk queue eventfd: {e}")))?;
-        disks.push(attach(device, slot, w, "virtio-blk")?);
+        let saved = saved.map(|s| {
+            (
+                &s.transport,
+                RunningQueues {
+                    acked_features: s.device.acked_features,
+                    queues: s.device.queue.as_slice(),
+                },
+            )
+        });
+        disks.push(attach(device, slot, w, "virtio-blk", saved)?);
     }
     Ok(disks)
 }
 
 /// Builds the config's vsock device at its slot (the one after the disks), listening on
-/// its socket.
+/// its socket. With `saved` its transport and queues are restored; its connections are
+/// not (they never survive a snapshot, see `vsock::persist`): once the vCPUs' state is
+/// loaded, `Vm::restore` tells the guest with a TRANSPORT_RESET event.
+///
+/// The socket path comes from the config, which for a clone is the template's: a clone
+/// needs its own path, and today it reuses the template's. While another process (the
+/// template's VMM, another clone) listens there, the restore is refused naming
+/// `vsock.socket`.
 pub(crate) fn build_vsock(
     config: &VmConfig,
     layout: &[MmioDevice],
     w: &mut Wiring<'_>,
+    saved: Option<Option<&VirtioVsockSnapshot>>,
 ) -> Result<Option<VirtioVsock>, VmError> {
+    if let Some(saved) = saved {
+        if saved.is_some() != config.vsock.is_some() {
+            return Err(VmError::Snapshot(
+                "the template's vsock device state does not match its configuration".into(),
+            ));
+        }
+    }
     let Some(vsock) = &config.vsock else {
         return Ok(None);
     };
     let slot = layout
         .get(config.disks.len())
         .ok_or_else(|| VmError::Virtio("no virtio-mmio slot for vsock".into()))?;
+    let restoring = saved.is_some();
     let device = Vsock::new(vsock.cid, &vsock.socket).map_err(|e| match e {
+        VsockError::Muxer(e) if restoring => VmError::from(ConfigError::new(
+            "vsock.socket",
+            format!(
+                "{e}: a clone listens on the template's vsock socket path, which another VMM (the template's, or another clone) still holds"
+            ),
+        )),
         VsockError::Muxer(e) => VmError::from(ConfigError::new("vsock.socket", e.to_string())),
         e => VmError::Virtio(e.to_string()),
     })?;
-    attach(device, slot, w, "virtio-vsock").map(Some)
+    let saved = saved.flatten().map(|s| {
+        (
+            &s.transport,
+            RunningQueues {
+                acked_features: s.device.acked_features,
+                queues: &s.device.queues,
+            },
+        )
+    });
+    attach(device, slot, w, "virtio-vsock", saved).map(Some)
 }
 
 /// One KVM ioeventfd per queue on QueueNotify, matching the queue index, so a notification

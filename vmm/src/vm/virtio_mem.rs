@@ -13,6 +13,7 @@ use crate::devices::bus::Bus;
 use crate::devices::virtio::mem::persist::VirtioMemSnapshot;
 use crate::devices::virtio::mem::{VirtioMem, BLOCK_SIZE};
 use crate::devices::virtio::mmio::MmioTransport;
+use crate::devices::virtio::restore::RunningQueues;
 use crate::event_loop::Subscriber;
 use crate::vstate::hotplug_memory::{hotplug_base, HotplugRegion};
 use crate::vstate::memory::GuestMemoryMmap;
@@ -65,7 +66,8 @@ impl VirtioMemHandle {
 }
 
 /// Builds the device over `region` at `slot`; `memory` is what the transport reads queues
-/// from (boot RAM and the region). `saved` restores a device no driver had started yet.
+/// from (boot RAM and the region). `saved` restores the device, its transport and (if the
+/// driver had started it) its queue.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn build(
     config: &VmConfig,
@@ -77,21 +79,32 @@ pub(crate) fn build(
     mmio: &mut Bus,
     subscribers: &mut Vec<Subscriber>,
 ) -> Result<VirtioMemHandle, VmError> {
-    let device =
-        match saved {
-            // TODO(issue 8): rebuild the transport and queue of a started device.
-            Some(s) if s.transport.device_status != 0 => return Err(VmError::Snapshot(
-                "restoring a virtio-mem device that a guest driver started is not implemented yet"
-                    .into(),
-            )),
-            Some(s) => VirtioMem::from_state(region.clone(), &s.device),
-            None => VirtioMem::new(region.clone(), config.memory.requested_hotplug()),
+    let device = match saved {
+        // TODO(issue 8): the plugged blocks' contents are not in templates (Vm::snapshot
+        // refuses to save them), so a state with plugged blocks cannot come back whole.
+        Some(s) if s.device.plugged.iter().any(|&w| w != 0) => {
+            return Err(VmError::Snapshot(
+                "the template's virtio-mem device has plugged blocks, whose contents templates do not hold".into(),
+            ))
         }
-        .map_err(|e| VmError::Virtio(format!("virtio-mem: {e}")))?;
+        Some(s) => VirtioMem::from_state(region.clone(), &s.device)
+            .map_err(|e| VmError::Snapshot(format!("virtio-mem: {e}")))?,
+        None => VirtioMem::new(region.clone(), config.memory.requested_hotplug())
+            .map_err(|e| VmError::Virtio(format!("virtio-mem: {e}")))?,
+    };
     let device = Arc::new(Mutex::new(device));
     let irq = super::devices::irqfd(kvm, slot.irq, "virtio-mem")?;
-    let transport = MmioTransport::new(memory.clone(), device.clone(), irq)
-        .map_err(|e| VmError::Virtio(format!("virtio-mem queue: {e}")))?;
+    let saved = saved.map(|s| {
+        (
+            &s.transport,
+            RunningQueues {
+                acked_features: s.device.acked_features,
+                queues: s.device.queue.as_slice(),
+            },
+        )
+    });
+    let transport =
+        super::virtio::new_transport(memory, device.clone(), irq, slot, "virtio-mem", saved)?;
     let transport = Arc::new(Mutex::new(transport));
     mmio.insert(slot.base, slot.size, transport.clone())?;
     super::virtio::register_notifiers(

@@ -19,6 +19,7 @@ use virtio_queue::{Queue, QueueT};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::persist::{MmioTransportState, QueueSnapshot};
+use super::restore::{self, RestoreError, RunningQueues};
 use super::{ActivateContext, ActivateError, Interrupt, VirtioDevice, VIRTIO_F_VERSION_1};
 use crate::devices::bus::BusDevice;
 use crate::vstate::memory::GuestMemoryMmap;
@@ -72,6 +73,54 @@ impl MmioTransport {
             queue_select: 0,
             config_generation: 0,
         })
+    }
+
+    /// A transport for `device` rebuilt from `state` (a snapshot's). `running` is the
+    /// device's own record of its queues: if the driver had set DRIVER_OK, the device is
+    /// started again with them, ring positions kept, on `mem` and the interrupt behind
+    /// `irq`. Everything is checked first ([`super::restore`]); nothing is half-restored.
+    pub fn restore(
+        mem: GuestMemoryMmap,
+        device: Arc<Mutex<dyn VirtioDevice>>,
+        irq: EventFd,
+        state: &MmioTransportState,
+        running: RunningQueues<'_>,
+    ) -> Result<Self, RestoreError> {
+        let (max_sizes, offered) = {
+            let d = lock(&device);
+            (d.queue_max_sizes().to_vec(), d.avail_features())
+        };
+        let driver_ok = restore::check_status(state.device_status)?;
+        restore::check_features(state, offered)?;
+        let queues = restore::transport_queues(state, &max_sizes)?;
+        let started = if driver_ok {
+            Some(restore::running_queues(state, &running, &mem)?)
+        } else {
+            restore::check_idle(&running)?;
+            None
+        };
+        let transport = MmioTransport {
+            device,
+            mem,
+            interrupt: Arc::new(Interrupt::new(irq)),
+            queues,
+            device_status: state.device_status,
+            device_features_select: state.device_features_select,
+            driver_features_select: state.driver_features_select,
+            acked_features: state.acked_features,
+            queue_select: state.queue_select,
+            config_generation: state.config_generation,
+        };
+        transport.interrupt.restore_status(state.interrupt_status);
+        if let Some(queues) = started {
+            lock(&transport.device).activate(ActivateContext {
+                mem: transport.mem.clone(),
+                queues,
+                interrupt: transport.interrupt.clone(),
+                acked_features: transport.acked_features,
+            })?;
+        }
+        Ok(transport)
     }
 
     pub fn interrupt(&self) -> &Arc<Interrupt> {

@@ -81,7 +81,8 @@ impl VirtioMem {
     }
 
     /// Rebuilds the device's host-side state from a snapshot: the region must be where
-    /// the guest last saw it. The queue is not restored (the transport cannot be yet).
+    /// the guest last saw it. The queue is not part of it: the transport's restore
+    /// (`MmioTransport::restore`) starts the device again with it.
     pub fn from_state(
         region: HotplugRegion,
         state: &VirtioMemState,

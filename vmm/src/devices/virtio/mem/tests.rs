@@ -410,3 +410,32 @@ fn random_chains_never_panic() {
         assert!(dev.plugged_size() <= dev.requested_size());
     }
 }
+
+#[test]
+fn a_restored_running_device_continues_its_queue() {
+    let mut bed = Bed::new(8 * MIB);
+    assert_eq!(
+        bed.request(REQ_STATE, bed.block(0), 2),
+        (RESP_ACK, STATE_UNPLUGGED)
+    );
+    let transport = bed.transport.state();
+    let state = bed.device.lock().unwrap().state();
+    let region = HotplugRegion::new(hotplug_base(BOOT), REGION).unwrap();
+    let device = Arc::new(Mutex::new(VirtioMem::from_state(region, &state).unwrap()));
+    let running = crate::devices::virtio::restore::RunningQueues {
+        acked_features: state.acked_features,
+        queues: state.queue.as_slice(),
+    };
+    let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+    bed.transport =
+        MmioTransport::restore(bed.mem.clone(), device.clone(), irq, &transport, running).unwrap();
+    bed.device = device;
+    assert!(bed.device.lock().unwrap().is_active());
+    assert_eq!(bed.request(REQ_PLUG, bed.block(1), 2), (RESP_ACK, 0));
+    assert_eq!(bed.plugged(), 4 * MIB);
+    let used: u16 = bed
+        .mem
+        .read_obj(GuestAddress(bed.queue.used_ring.0 + 2))
+        .unwrap();
+    assert_eq!(used, 2, "the used index continues from the snapshot");
+}
