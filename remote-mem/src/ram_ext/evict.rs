@@ -1,12 +1,12 @@
 //! The eviction thread: keeps the resident set within the budget (or empties it for a
 //! drain) by writing cold dirty pages to the memory servers and dropping cold pages.
 //!
-//! A victim that is dirty is write-protected (under the page lock) before its bytes are
-//! copied, and its DIRTY flag cleared. A guest write during the copy raises a write-protect
-//! fault, which sets DIRTY again; the page is then kept. Pages are dropped under the lock
-//! only when still clean, so no write can land between the check and the drop (it would
-//! wait on the write-protect fault, which needs the lock, and then find the page gone and
-//! fault it back with the copy that was just written).
+//! A dirty victim loses its DIRTY flag under the page lock and is then write-protected
+//! before its bytes are copied. A guest write before the protection is in the copy; one
+//! after it raises a write-protect fault, which sets DIRTY again, and the page is kept.
+//! Victims still clean are marked DROPPING under the lock and then dropped outside it; a
+//! fault on a DROPPING page waits (its protection stays) until the drop is done, then finds
+//! the page absent and faults back the copy that was just written.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use std::time::Duration;
 use revenant_template::pagemap::is_zero;
 
 use super::pages::{BUSY, DIRTY, DROPPING, HOT, REFERENCED, REMOTE, RESIDENT};
-use super::Shared;
+use super::{adjacent_runs, Shared};
 
 /// Pages handled per eviction round (one pipelined write batch).
 const BATCH_PAGES: usize = 64;
@@ -233,42 +233,26 @@ fn address_runs<'a>(
     victims: &[usize],
     select: &'a [usize],
 ) -> Vec<(usize, &'a [usize])> {
-    let ps = shared.page_size;
-    let mut runs = Vec::new();
-    let mut start = 0;
-    while start < select.len() {
-        let first = victims[select[start]];
-        let Some(addr) = shared.addr_of(first) else {
-            start += 1;
-            continue;
-        };
-        let mut n = 1;
-        while start + n < select.len()
-            && victims[select[start + n]] == first + n
-            && shared.addr_of(first + n) == Some(addr + n * ps)
-        {
-            n += 1;
-        }
-        runs.push((addr, &select[start..start + n]));
-        start += n;
-    }
-    runs
+    let page = |k: usize| victims[select[k]];
+    adjacent_runs(select.len(), |k| {
+        page(k) == page(k - 1) + 1 && shared.same_range(page(k - 1), page(k))
+    })
+    .into_iter()
+    .filter_map(|r| Some((shared.addr_of(page(r.start))?, &select[r])))
+    .collect()
 }
 
 /// Runs of pages adjacent both in the remote space and in `buf`, as (remote offset, bytes).
 fn merge_runs<'a>(shipped: &[(usize, usize)], ps: usize, buf: &'a [u8]) -> Vec<(u64, &'a [u8])> {
-    let mut runs = Vec::new();
-    let mut i = 0;
-    while i < shipped.len() {
-        let (p, slot) = shipped[i];
-        let mut n = 1;
-        while i + n < shipped.len() && shipped[i + n].0 == p + n && shipped[i + n].1 == slot + n {
-            n += 1;
-        }
-        runs.push(((p * ps) as u64, &buf[slot * ps..(slot + n) * ps]));
-        i += n;
-    }
-    runs
+    adjacent_runs(shipped.len(), |k| {
+        shipped[k].0 == shipped[k - 1].0 + 1 && shipped[k].1 == shipped[k - 1].1 + 1
+    })
+    .into_iter()
+    .map(|r| {
+        let (page, slot) = shipped[r.start];
+        ((page * ps) as u64, &buf[slot * ps..(slot + r.len()) * ps])
+    })
+    .collect()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use userfaultfd::{Event, FaultKind, ReadWrite};
 use super::pages::{BUSY, DIRTY, DROPPING, HOT, REFERENCED, REMOTE, RESIDENT};
 use super::prefetch::TrendPrefetcher;
 use super::uffd::copy_pages;
-use super::Shared;
+use super::{adjacent_runs, Shared};
 
 /// Never-written pages filled per zero fault, starting at the faulting one: first touches
 /// come in runs, and one round trip per page would dominate.
@@ -185,16 +185,10 @@ impl FaultServer<'_> {
             // Pages adjacent in the run are adjacent in the buffer: read them in one go.
             let mut reads: Vec<(u64, &mut [u8])> = Vec::new();
             let mut rest = &mut self.buf[..n * ps];
-            let mut i = 0;
-            while i < n {
-                let mut k = 1;
-                while i + k < n && run[i + k] == run[i] + k {
-                    k += 1;
-                }
-                let (head, tail) = rest.split_at_mut(k * ps);
-                reads.push(((run[i] * ps) as u64, head));
+            for r in adjacent_runs(n, |k| run[k] == run[k - 1] + 1) {
+                let (head, tail) = rest.split_at_mut(r.len() * ps);
+                reads.push(((run[r.start] * ps) as u64, head));
                 rest = tail;
-                i += k;
             }
             match shared.space.read_runs(&mut reads) {
                 Ok(()) => break,

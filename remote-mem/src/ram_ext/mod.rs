@@ -150,6 +150,23 @@ impl Shared {
     }
 }
 
+/// Splits `0..len` into maximal ranges in which every index after the first continues from
+/// the one before it (`continues(i)` for `i` in the range, past its start): runs of adjacent
+/// pages, each handled with one system call or one request.
+fn adjacent_runs(len: usize, continues: impl Fn(usize) -> bool) -> Vec<std::ops::Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < len {
+        let mut end = start + 1;
+        while end < len && continues(end) {
+            end += 1;
+        }
+        runs.push(start..end);
+        start = end;
+    }
+    runs
+}
+
 /// A VM's RAM extension: its threads run until it is dropped. Drop it only after the vCPUs
 /// have stopped: a page that is not resident cannot be served afterwards.
 pub struct RamExt {
@@ -384,11 +401,9 @@ fn run_controller(shared: &Shared, cfg: ControllerConfig, min: u64, max: u64) {
         if shared.stop.load(Relaxed) {
             return;
         }
+        // wait_timeout_while only returns early on stop, handled above.
         let now = Instant::now();
         let elapsed = now.duration_since(last);
-        if elapsed < interval {
-            continue; // woken early by other news
-        }
         let stall = shared.counters.stall_ns.load(Relaxed);
         let share = (stall - last_stall) as f64 / elapsed.as_nanos().max(1) as f64;
         let budget = controller::next_budget(&cfg, shared.budget().min(max), share, min, max);
