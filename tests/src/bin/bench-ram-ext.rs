@@ -360,6 +360,14 @@ fn slowdowns(
             token.display()
         )
     };
+    // The pressure controller (5% stall target, 50 ms steps) down to `floor` bytes.
+    let controller = |floor: u64| {
+        format!(r#","controller":{{"stall_target_pct":5.0,"interval_ms":50,"min_budget":{floor}}}"#)
+    };
+    // Resident pages at the end, in % of the touched memory.
+    let local_pct = |resident: Option<u64>| {
+        resident.map_or(0.0, |r| (r * PS as u64) as f64 * 100.0 / touched as f64)
+    };
     let (base, _) = run_guest(work, "local", (pages, pages), passes, None);
     eprintln!("bench-ram-ext: all local: {base:.1} ms per pass");
     results.push(("all_local_pass_ms".to_string(), base));
@@ -390,15 +398,9 @@ fn slowdowns(
         "controller",
         (pages, pages),
         passes,
-        Some(remote(
-            half,
-            &format!(
-                r#","controller":{{"stall_target_pct":5.0,"interval_ms":50,"min_budget":{}}}"#,
-                touched / 4
-            ),
-        )),
+        Some(remote(half, &controller(touched / 4))),
     );
-    let final_pct = resident.map_or(0.0, |r| (r * PS as u64) as f64 * 100.0 / touched as f64);
+    let final_pct = local_pct(resident);
     eprintln!("bench-ram-ext: controller from 50% local: {ms:.1} ms per pass, {final_pct:.0}% of the touched memory resident at the end");
     results.push(("slowdown_at_50pct_local_controller".into(), ms / base));
     results.push(("controller_final_local_pct".into(), final_pct));
@@ -422,15 +424,9 @@ fn slowdowns(
         // Long enough (~3 s) for the controller to probe down from where the fill left it:
         // it moves 2% per 50 ms interval.
         hot_passes.max(3000),
-        Some(remote(
-            half,
-            &format!(
-                r#","controller":{{"stall_target_pct":5.0,"interval_ms":50,"min_budget":{}}}"#,
-                touched / 10
-            ),
-        )),
+        Some(remote(half, &controller(touched / 10))),
     );
-    let final_pct = resident.map_or(0.0, |r| (r * PS as u64) as f64 * 100.0 / touched as f64);
+    let final_pct = local_pct(resident);
     eprintln!("bench-ram-ext: hot quarter, controller from 50%: {ms:.2} ms per pass, {final_pct:.0}% resident at the end");
     results.push(("hot25_slowdown_controller".into(), ms / hot_base));
     results.push(("hot25_controller_final_local_pct".into(), final_pct));
