@@ -13,59 +13,37 @@ use common::{client_config, page_bytes, scratch, token_file, Memd};
 use revenant_remote_mem::ram_ext::{ControllerConfig, GuestRange, RamExt, RamExtConfig};
 use revenant_remote_mem::space::SlabSpace;
 use revenant_remote_mem::MemClient;
+use revenant_template::MappedRegion;
 
 const PS: usize = 4096;
 
-/// Private anonymous memory, unmapped on drop.
-struct Region {
-    addr: usize,
-    len: usize,
-}
+/// Private anonymous memory standing in for guest RAM, unmapped on drop (the template
+/// crate's mapping, as a restored VM's RAM).
+struct Region(MappedRegion);
 
 impl Region {
     fn new(len: usize) -> Region {
-        // SAFETY: a fresh anonymous mapping; checked below.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED);
-        Region {
-            addr: p as usize,
-            len,
-        }
+        Region(MappedRegion::anonymous(0, len).unwrap())
     }
 
     fn page(&self, n: usize) -> &[u8] {
-        assert!(n < self.len / PS);
-        // SAFETY: page n is inside the mapping, which lives as long as `self`.
-        unsafe { std::slice::from_raw_parts((self.addr + n * PS) as *const u8, PS) }
+        // SAFETY: this test thread is the mapping's only user (the engine fills and drops
+        // pages through the kernel, as for a VMM's guest RAM); `&self` excludes its writers.
+        let all = unsafe { self.0.as_slice() };
+        &all[n * PS..(n + 1) * PS]
     }
 
     fn page_mut(&mut self, n: usize) -> &mut [u8] {
-        assert!(n < self.len / PS);
-        // SAFETY: page n is inside the mapping; `&mut self` makes this the only view of it.
-        unsafe { std::slice::from_raw_parts_mut((self.addr + n * PS) as *mut u8, PS) }
+        // SAFETY: as in `page`; `&mut self` makes this the only view of the page.
+        let all = unsafe { self.0.as_mut_slice() };
+        &mut all[n * PS..(n + 1) * PS]
     }
 
     fn range(&self) -> GuestRange {
         GuestRange {
-            host_addr: self.addr,
-            len: self.len,
+            host_addr: self.0.as_ptr() as usize,
+            len: self.0.len(),
         }
-    }
-}
-
-impl Drop for Region {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `new`.
-        unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len) };
     }
 }
 

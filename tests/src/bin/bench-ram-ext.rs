@@ -20,6 +20,7 @@ use revenant_remote_mem::endpoint::Endpoint;
 use revenant_remote_mem::ram_ext::{GuestRange, RamExt, RamExtConfig};
 use revenant_remote_mem::space::SlabSpace;
 use revenant_remote_mem::MemClient;
+use revenant_template::MappedRegion;
 use revenant_tests::bench::{env_count, percentile, BenchVmm};
 use revenant_tests::guests;
 use revenant_tests::memd::{token_file, Memd};
@@ -28,48 +29,33 @@ use revenant_tests::vmm_process::write_guest;
 const GUEST_MEMORY: u64 = 256 << 20;
 const PS: usize = 4096;
 
-/// Anonymous private memory standing in for guest RAM; unmapped on drop.
-struct Region {
-    addr: usize,
-    len: usize,
-}
+/// Anonymous private memory standing in for guest RAM (the template crate's mapping);
+/// unmapped on drop.
+struct Region(MappedRegion);
 
 impl Region {
     fn new(len: usize) -> Region {
-        // SAFETY: a fresh anonymous mapping; checked below.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED, "mmap");
-        Region {
-            addr: p as usize,
-            len,
-        }
+        Region(MappedRegion::anonymous(0, len).expect("mmap"))
+    }
+
+    fn addr(&self) -> usize {
+        self.0.as_ptr() as usize
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
     }
 
     /// Reads one byte of page `n` and returns how long that took (a fault, when the page is
     /// not resident).
     fn timed_read(&self, n: usize) -> f64 {
+        assert!(n < self.len() / PS);
         let start = Instant::now();
         // SAFETY: page n is inside the mapping.
-        let v = unsafe { std::ptr::read_volatile((self.addr + n * PS) as *const u8) };
+        let v = unsafe { std::ptr::read_volatile((self.addr() + n * PS) as *const u8) };
         let us = start.elapsed().as_secs_f64() * 1e6;
         std::hint::black_box(v);
         us
-    }
-}
-
-impl Drop for Region {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `new`.
-        unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len) };
     }
 }
 
@@ -108,10 +94,10 @@ fn slab_space(memd: &Memd, token: &Path, len: u64) -> SlabSpace {
 
 /// Writes every page of `region` (before an engine starts: all resident and dirty).
 fn fill(region: &Region) {
-    for n in 0..region.len / PS {
+    for n in 0..region.len() / PS {
         // SAFETY: page n is inside the mapping.
         unsafe {
-            std::ptr::write_bytes((region.addr + n * PS) as *mut u8, (n % 251 + 1) as u8, PS)
+            std::ptr::write_bytes((region.addr() + n * PS) as *mut u8, (n % 251 + 1) as u8, PS)
         };
     }
 }
@@ -124,7 +110,7 @@ fn sequential_read(memd: &Memd, token: &Path, prefetch: bool) -> f64 {
     let region = Region::new(len);
     fill(&region);
     let range = GuestRange {
-        host_addr: region.addr,
+        host_addr: region.addr(),
         len,
     };
     let config = RamExtConfig {
@@ -160,11 +146,11 @@ fn fault_latency(memd: &Memd, token: &Path) -> FaultLatency {
     };
     let ranges = [
         GuestRange {
-            host_addr: region.addr,
+            host_addr: region.addr(),
             len,
         },
         GuestRange {
-            host_addr: zero_region.addr,
+            host_addr: zero_region.addr(),
             len,
         },
     ];
