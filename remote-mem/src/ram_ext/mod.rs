@@ -280,15 +280,6 @@ impl RamExt {
         Ok(())
     }
 
-    /// Sets the budget (bytes; `None`: no limit). Eviction starts at once when over it.
-    pub fn set_budget(&self, bytes: Option<u64>) {
-        let ps = self.shared.page_size as u64;
-        self.shared
-            .budget_pages
-            .store(bytes.map_or(UNLIMITED, |b| b / ps), Relaxed);
-        self.shared.changed.notify_all();
-    }
-
     /// Moves every resident page to the servers (or drops it, when it is all zero) and waits
     /// until none is left. The vCPUs must be stopped. Returns the bytes written meanwhile.
     pub fn evict_all(&self, timeout: Duration) -> Result<u64, RamExtError> {

@@ -37,9 +37,4 @@ impl PreparedVm {
         let kvm = create_vm(&memory, false)?;
         Ok(PreparedVm { kvm, regions })
     }
-
-    /// Guest RAM reserved, in bytes.
-    pub fn memory_size(&self) -> u64 {
-        self.regions.iter().map(|r| r.len() as u64).sum()
-    }
 }
