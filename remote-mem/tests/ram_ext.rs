@@ -227,6 +227,65 @@ fn a_drain_empties_the_resident_set() {
 }
 
 #[test]
+fn discarded_pages_read_as_zero_and_are_never_shipped_or_fetched() {
+    let dir = scratch("ramext-discard");
+    let token = token_file(&dir);
+    let a = Memd::start(&token, "256M", "16M", &[]);
+    let len = 16 << 20;
+    let mut region = Region::new(len);
+    let pages = len / PS;
+    fill(&mut region, pages, 5);
+    let engine = start(&region, space(&[&a], len), None, false);
+    // The first quarter goes remote; the guest then gives up the first eighth (remote
+    // pages) and the last eighth (resident pages), plus a partial page that must be kept.
+    engine.evict_all(Duration::from_secs(30)).unwrap();
+    for n in pages / 4..pages {
+        verify_page(&region, n, 5);
+    }
+    let base = region.range().host_addr;
+    let discarder = engine.discarder();
+    let before = engine.counters();
+    let remote = discarder.discard(base, pages / 8 * PS + 100).unwrap();
+    assert_eq!(remote.forgotten, (pages / 8) as u64, "{remote:?}");
+    assert_eq!(remote.dropped, 0, "{remote:?}");
+    let resident = discarder
+        .discard(base + (pages - pages / 8) * PS, pages / 8 * PS)
+        .unwrap();
+    assert_eq!(resident.dropped, (pages / 8) as u64, "{resident:?}");
+    let c = engine.counters();
+    assert_eq!(c.discarded_pages, (pages / 4) as u64, "{c:?}");
+    assert_eq!(c.resident_pages, before.resident_pages - (pages / 8) as u64);
+    // Discarded pages read as zero, without a remote fetch; the rest is intact.
+    for n in (0..pages / 8).chain(pages - pages / 8..pages) {
+        assert!(region.page(n).iter().all(|&b| b == 0), "page {n}");
+    }
+    let after = engine.counters();
+    assert_eq!(
+        after.bytes_in, c.bytes_in,
+        "discarded pages must not be fetched"
+    );
+    for n in pages / 8..pages - pages / 8 {
+        verify_page(&region, n, 5);
+    }
+    // A drain now ships nothing for the discarded pages: only the pages that came back.
+    let out = engine.evict_all(Duration::from_secs(30)).unwrap();
+    assert_eq!(
+        out, 0,
+        "clean pages and discarded pages are not written back"
+    );
+    assert!(engine.error().is_none(), "{:?}", engine.error());
+    // After the engine is gone the handle does nothing.
+    drop(engine);
+    assert_eq!(discarder.discard(base, PS).unwrap().dropped, 0);
+}
+
+fn verify_page(region: &Region, n: usize, seed: u64) {
+    let mut want = vec![0u8; PS];
+    page_bytes(seed, n as u64, &mut want);
+    assert!(region.page(n) == &want[..], "page {n} differs");
+}
+
+#[test]
 fn the_pressure_controller_shrinks_an_idle_budget() {
     let dir = scratch("ramext-ctl");
     let token = token_file(&dir);

@@ -16,6 +16,7 @@
 //! Guest range `i` occupies bytes `[sum of earlier lengths, + len)` of the remote space.
 
 pub mod controller;
+mod discard;
 mod evict;
 mod fault;
 pub mod pages;
@@ -35,6 +36,7 @@ use std::time::{Duration, Instant};
 use userfaultfd::{IoctlFlags, RegisterMode, Uffd, UffdBuilder};
 
 pub use controller::ControllerConfig;
+pub use discard::{Discarded, PageDiscarder};
 use pages::{PageTable, DIRTY, RESIDENT};
 pub use stats::{LatencyHistogram, RamExtCounters};
 
@@ -321,6 +323,13 @@ impl RamExt {
             b
         };
         c
+    }
+
+    /// A handle for discarding pages the guest gave up (see [`PageDiscarder`]).
+    pub fn discarder(&self) -> PageDiscarder {
+        PageDiscarder {
+            shared: Arc::downgrade(&self.shared),
+        }
     }
 
     /// The first error the engine met, if any.

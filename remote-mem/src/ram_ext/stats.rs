@@ -17,6 +17,7 @@ pub struct Counters {
     pub(crate) evicted_pages: AtomicU64,
     pub(crate) written_back_pages: AtomicU64,
     pub(crate) zero_pages_dropped: AtomicU64,
+    pub(crate) discarded_pages: AtomicU64,
     pub(crate) evictions_cancelled: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
@@ -52,6 +53,7 @@ impl Counters {
             evicted_pages: l(&self.evicted_pages),
             written_back_pages: l(&self.written_back_pages),
             zero_pages_dropped: l(&self.zero_pages_dropped),
+            discarded_pages: l(&self.discarded_pages),
             evictions_cancelled: l(&self.evictions_cancelled),
             bytes_in: l(&self.bytes_in),
             bytes_out: l(&self.bytes_out),
@@ -118,6 +120,9 @@ pub struct RamExtCounters {
     pub written_back_pages: u64,
     /// Dirty pages that turned out all zero: dropped without shipping.
     pub zero_pages_dropped: u64,
+    /// Pages the guest gave up (balloon, free page reporting): dropped or their remote copy
+    /// forgotten, never written back.
+    pub discarded_pages: u64,
     /// Evictions undone because the guest wrote the page while it was being written back.
     pub evictions_cancelled: u64,
     /// Bytes read from the memory servers.
