@@ -9,9 +9,10 @@
 //! in device-writable ones. Either may be split over several descriptors.
 
 use virtio_queue::desc::split::Descriptor;
-use vm_memory::{Bytes, GuestAddress, GuestMemory, Permissions};
+use vm_memory::GuestAddress;
 
 use super::{REQ_PLUG, REQ_STATE, REQ_UNPLUG, REQ_UNPLUG_ALL};
+use crate::devices::virtio::chain::{self, ChainError};
 use crate::vstate::memory::GuestMemoryMmap;
 
 /// `sizeof(struct virtio_mem_req)`.
@@ -22,22 +23,12 @@ pub const RESPONSE_LEN: usize = 10;
 /// Why a chain is returned unanswered (used length 0).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DropReason {
-    /// The head is outside the descriptor table.
-    #[error("empty descriptor chain")]
-    Empty,
-    /// The last descriptor still points to a next one: a loop, a chain longer than the
-    /// queue, 4 GiB of buffers, or a next index the table cannot hold.
-    #[error("descriptor chain does not end (loop, longer than the queue, or overflowing)")]
-    Unterminated,
-    /// Device-readable buffers must all come before device-writable ones (2.7.4.2).
-    #[error("device-readable descriptor after a device-writable one")]
-    Order,
+    #[error(transparent)]
+    Chain(#[from] ChainError),
     #[error("request is {0} bytes, {REQUEST_LEN} needed")]
     ShortRequest(u64),
     #[error("response room is {0} bytes, {RESPONSE_LEN} needed")]
     ShortResponse(u64),
-    #[error("buffer {addr:#x}+{len:#x} is outside guest memory")]
-    OutOfRange { addr: u64, len: u32 },
 }
 
 /// A request's block range: `nb_blocks` blocks from guest-physical `addr`. Not checked
@@ -71,50 +62,19 @@ pub fn parse(
     descs: impl Iterator<Item = Descriptor>,
     mem: &GuestMemoryMmap,
 ) -> Result<Parsed, DropReason> {
-    let descs: Vec<Descriptor> = descs.collect();
-    let last = descs.last().ok_or(DropReason::Empty)?;
-    // virtio_queue's iterator stops silently on a loop, an out-of-table index or 4 GiB of
-    // buffers; the last descriptor it returned then still has NEXT set.
-    if last.has_next() {
-        return Err(DropReason::Unterminated);
-    }
-    let split = descs
-        .iter()
-        .position(Descriptor::is_write_only)
-        .unwrap_or(descs.len());
-    let (readable, writable) = descs.split_at(split);
-    if writable.iter().any(|d| !d.is_write_only()) {
-        return Err(DropReason::Order);
-    }
+    let chain = chain::check(descs, mem)?;
     let mut raw = [0u8; REQUEST_LEN];
-    let mut have = 0usize;
-    for d in readable {
-        if have == REQUEST_LEN {
-            break;
-        }
-        let n = (d.len() as usize).min(REQUEST_LEN - have);
-        mem.read_slice(&mut raw[have..have + n], d.addr())
-            .map_err(|_| out_of_range(d))?;
-        have += n;
-    }
+    let have = chain::read_prefix(mem, &chain.readable, &mut raw)?;
     if have < REQUEST_LEN {
         return Err(DropReason::ShortRequest(have as u64));
     }
-    let mut response = Vec::with_capacity(writable.len());
-    let mut room = 0u64;
-    for d in writable {
-        if !mem.check_range(d.addr(), d.len() as usize, Permissions::Write) {
-            return Err(out_of_range(d));
-        }
-        response.push((d.addr(), d.len()));
-        room += u64::from(d.len());
-    }
+    let room = chain::total_len(&chain.writable);
     if room < RESPONSE_LEN as u64 {
         return Err(DropReason::ShortResponse(room));
     }
     Ok(Parsed {
         request: decode(&raw),
-        response,
+        response: chain.writable.iter().map(|d| (d.addr(), d.len())).collect(),
     })
 }
 
@@ -149,22 +109,5 @@ pub fn write_response(
     buffers: &[(GuestAddress, u32)],
     resp: &[u8; RESPONSE_LEN],
 ) -> Result<u32, DropReason> {
-    let mut at = 0usize;
-    for &(addr, len) in buffers {
-        if at == RESPONSE_LEN {
-            break;
-        }
-        let n = (len as usize).min(RESPONSE_LEN - at);
-        mem.write_slice(&resp[at..at + n], addr)
-            .map_err(|_| DropReason::OutOfRange { addr: addr.0, len })?;
-        at += n;
-    }
-    Ok(at as u32)
-}
-
-fn out_of_range(d: &Descriptor) -> DropReason {
-    DropReason::OutOfRange {
-        addr: d.addr().0,
-        len: d.len(),
-    }
+    Ok(chain::write_spread(mem, buffers, resp)?)
 }
