@@ -642,6 +642,127 @@ pub fn long_mode_fill_and_verify_hot(pages: u64, hot_pages: u64) -> Vec<u8> {
     })
 }
 
+/// Where the balloon driver guest keeps its queues and page-number buffer, and the pages
+/// it offers to the balloon (from [`WORKLOAD_BASE`]).
+const BALLOON_QUEUES: u64 = 0x30_0000;
+const BALLOON_PFNS: u64 = 0x30_8000;
+/// The most pages the balloon driver guest marks and can inflate.
+pub const BALLOON_GUEST_PAGES: u32 = 8;
+
+/// 64-bit guest (CPL0) with a minimal virtio-balloon driver for the virtio-mmio device at
+/// `mmio_base`: it negotiates VERSION_1 only (inflate and deflate queues), writes a marker
+/// to the first word of [`BALLOON_GUEST_PAGES`] pages from [`WORKLOAD_BASE`], reports 0xa0,
+/// then waits for the host to ask for pages (`num_pages` in the configuration space,
+/// `vm.resize`'s `desired_balloon`), reports that number, inflates that many of its pages
+/// (at most [`BALLOON_GUEST_PAGES`]), waits for the device to return the chain, reports how
+/// many of its pages now read as zero (given back to the host), writes `actual`, reports
+/// 0xd0 and idles.
+pub fn long_mode_balloon_driver(mmio_base: u64) -> Vec<u8> {
+    long_mode("balloon driver guest", |a| {
+        let (desc, avail, used) = (
+            BALLOON_QUEUES,
+            BALLOON_QUEUES + 0x1000,
+            BALLOON_QUEUES + 0x2000,
+        );
+        a.mov(rbx, mmio_base)?;
+        // Status: ACKNOWLEDGE, DRIVER; features: VERSION_1 (bit 32) only; FEATURES_OK.
+        a.mov(dword_ptr(rbx + 0x70), 1)?;
+        a.mov(dword_ptr(rbx + 0x70), 3)?;
+        a.mov(dword_ptr(rbx + 0x24), 1)?;
+        a.mov(dword_ptr(rbx + 0x20), 1)?;
+        a.mov(dword_ptr(rbx + 0x24), 0)?;
+        a.mov(dword_ptr(rbx + 0x20), 0)?;
+        a.mov(dword_ptr(rbx + 0x70), 0xb)?;
+        // Queues 0 (inflate) and 1 (deflate), 16 entries each, 0x3000 bytes apart.
+        for q in 0..2u32 {
+            let off = u64::from(q) * 0x3000;
+            a.mov(dword_ptr(rbx + 0x30), q)?;
+            a.mov(dword_ptr(rbx + 0x38), 16)?;
+            for (reg, addr) in [(0x80, desc), (0x90, avail), (0xa0, used)] {
+                a.mov(dword_ptr(rbx + reg), (addr + off) as u32)?;
+                a.mov(dword_ptr(rbx + reg + 4), 0)?;
+            }
+            a.mov(dword_ptr(rbx + 0x44), 1)?;
+        }
+        a.mov(dword_ptr(rbx + 0x70), 0xf)?;
+        // Mark the pages.
+        a.mov(rdi, WORKLOAD_BASE)?;
+        a.mov(ecx, BALLOON_GUEST_PAGES)?;
+        let mut mark = a.create_label();
+        a.set_label(&mut mark)?;
+        a.mov(qword_ptr(rdi), 0x5a5a)?;
+        a.add(rdi, 0x1000)?;
+        a.dec(ecx)?;
+        a.jnz(mark)?;
+        report(a, 0xa0)?;
+        // Wait for num_pages (config space at 0x100).
+        let mut wait = a.create_label();
+        a.set_label(&mut wait)?;
+        a.mov(esi, dword_ptr(rbx + 0x100))?;
+        a.test(esi, esi)?;
+        a.jz(wait)?;
+        a.mov(eax, esi)?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        a.cmp(esi, BALLOON_GUEST_PAGES)?;
+        let mut capped = a.create_label();
+        a.jbe(capped)?;
+        a.mov(esi, BALLOON_GUEST_PAGES)?;
+        a.set_label(&mut capped)?;
+        // Page numbers.
+        a.mov(rdi, BALLOON_PFNS)?;
+        a.mov(eax, (WORKLOAD_BASE >> 12) as u32)?;
+        a.xor(ecx, ecx)?;
+        let mut pfn = a.create_label();
+        a.set_label(&mut pfn)?;
+        a.mov(dword_ptr(rdi + rcx * 4), eax)?;
+        a.inc(eax)?;
+        a.inc(ecx)?;
+        a.cmp(ecx, esi)?;
+        a.jb(pfn)?;
+        // Descriptor 0: the page numbers, device-readable; avail ring: head 0, idx 1.
+        a.mov(rdi, desc)?;
+        a.mov(rax, BALLOON_PFNS)?;
+        a.mov(qword_ptr(rdi), rax)?;
+        a.lea(eax, dword_ptr(rsi * 4))?;
+        a.mov(dword_ptr(rdi + 8), eax)?;
+        a.mov(dword_ptr(rdi + 12), 0)?;
+        a.mov(rdi, avail)?;
+        a.mov(word_ptr(rdi + 4), 0)?;
+        a.mov(word_ptr(rdi + 2), 1)?;
+        a.mov(dword_ptr(rbx + 0x50), 0)?;
+        // Wait for the used ring's index to reach 1.
+        a.mov(rdi, used)?;
+        let mut returned = a.create_label();
+        a.set_label(&mut returned)?;
+        a.movzx(eax, word_ptr(rdi + 2))?;
+        a.cmp(eax, 1)?;
+        a.jne(returned)?;
+        // Count marked pages that now read as zero.
+        a.mov(rdi, WORKLOAD_BASE)?;
+        a.mov(ecx, BALLOON_GUEST_PAGES)?;
+        a.xor(edx, edx)?;
+        let mut count = a.create_label();
+        let mut nonzero = a.create_label();
+        a.set_label(&mut count)?;
+        a.cmp(qword_ptr(rdi), 0)?;
+        a.jne(nonzero)?;
+        a.inc(edx)?;
+        a.set_label(&mut nonzero)?;
+        a.add(rdi, 0x1000)?;
+        a.dec(ecx)?;
+        a.jnz(count)?;
+        a.mov(eax, edx)?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        // actual = the pages inflated.
+        a.mov(dword_ptr(rbx + 0x104), esi)?;
+        report(a, 0xd0)?;
+        let mut idle = a.create_label();
+        a.set_label(&mut idle)?;
+        a.hlt()?;
+        a.jmp(idle)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

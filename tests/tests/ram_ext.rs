@@ -247,3 +247,69 @@ fn a_bad_local_budget_is_refused_with_its_field() {
         );
     }
 }
+
+/// Pages the guest puts into its balloon are given up by the RAM extension too: dropped
+/// locally and never shipped (`ram_ext.discarded_pages`), reading as zero afterwards.
+#[test]
+fn ballooned_pages_are_discarded_by_the_ram_extension() {
+    if !kvm_available("ballooned_pages_are_discarded_by_the_ram_extension") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path());
+    let server = Memd::start(&token);
+    let mut vmm = ApiVmm::start();
+    let memory = 32u64 << 20;
+    let body_for = |image: &std::path::Path| {
+        format!(
+            r#"{{"memory":{{"size":{memory},"remote":{{"servers":"{}","token_file":"{}","local_budget":{memory}}}}},"payload":{{"test_guest":{{"path":"{}","mode":"long"}}}},"serial":{{"mode":"Off"}},"balloon":{{"size":0}}}}"#,
+            server.endpoint,
+            token.display(),
+            image.display()
+        )
+    };
+    let probe: revenant_vmm::config::VmConfig =
+        serde_json::from_str(&body_for(std::path::Path::new("/x"))).unwrap();
+    let base = revenant_vmm::vm::virtio_layout(&probe).unwrap()[0].base;
+    let image = write_guest(
+        dir.path(),
+        "balloon.bin",
+        &guests::long_mode_balloon_driver(base),
+    );
+    assert_eq!(
+        vmm.client.put("vm.create", Some(&body_for(&image))).status,
+        204
+    );
+    assert_eq!(vmm.client.put("vm.boot", None).status, 204);
+    wait_more_reports(&mut vmm, 0);
+    let before = vmm.client.get("vm.counters").json();
+    let resident_before = before["ram_ext"]["resident_pages"].as_u64().unwrap();
+    assert_eq!(
+        vmm.client
+            .put("vm.resize", Some(r#"{"desired_balloon":32768}"#))
+            .status,
+        204
+    );
+    // 0xa0, then num_pages (8), pages reading zero (8), 0xd0.
+    let start = Instant::now();
+    let r = loop {
+        let r = vmm.reports();
+        if r.len() >= 4 {
+            break r;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{r:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(r, vec![0xa0, 8, 8, 0xd0]);
+    let c = vmm.client.get("vm.counters").json();
+    let ram_ext = &c["ram_ext"];
+    assert_eq!(ram_ext["discarded_pages"], 8, "{c}");
+    assert_eq!(c["balloon"]["discarded_bytes"], 8 * 4096, "{c}");
+    // Reading the discarded pages back mapped zero pages: no remote traffic for them.
+    assert_eq!(ram_ext["remote_faults"], 0, "{c}");
+    assert_eq!(ram_ext["bytes_out"], 0, "{c}");
+    assert!(
+        ram_ext["resident_pages"].as_u64().unwrap() <= resident_before + 8,
+        "{c}"
+    );
+}

@@ -7,7 +7,7 @@ use clap::Parser;
 use crate::boot::cpuid::CpuProfile;
 use crate::boot::test_guest::TestGuestMode;
 use crate::config::{
-    ConsoleConfig, ConsoleMode, CpusConfig, DiskConfig, MemoryConfig, PayloadConfig,
+    BalloonConfig, ConsoleConfig, ConsoleMode, CpusConfig, DiskConfig, MemoryConfig, PayloadConfig,
     TestGuestConfig, VmConfig, VsockConfig,
 };
 
@@ -97,6 +97,14 @@ pub struct Cli {
     #[arg(long, value_parser = parse_vsock, value_name = "SPEC")]
     pub vsock: Option<VsockConfig>,
 
+    /// A virtio-balloon device, Cloud Hypervisor style: `size=SIZE` (bytes the guest is
+    /// asked to give back from boot) plus optional `deflate_on_oom=on`,
+    /// `free_page_reporting=on` (free guest pages are returned to the host) and
+    /// `statistics_polling_interval_s=N`.
+    /// Example: --balloon size=0,free_page_reporting=on
+    #[arg(long, value_parser = parse_balloon, value_name = "SPEC")]
+    pub balloon: Option<BalloonConfig>,
+
     /// CPUID the guest sees: `auto` (pvm-safe on a PVM host, else host), `host`, or
     /// `pvm-safe` (hides XSAVE, SSE3+/AVX, POPCNT, CX16, BMI, SMAP/SMEP, PCID, RDTSCP, ...
     /// whose instructions a PVM host cannot emulate in guest kernel mode).
@@ -151,6 +159,7 @@ impl Cli {
             cpu_profile: self.cpu_profile,
             disks: self.disks.clone(),
             vsock: self.vsock.clone(),
+            balloon: self.balloon.clone(),
         }
     }
 }
@@ -213,6 +222,34 @@ fn parse_vsock(s: &str) -> Result<VsockConfig, String> {
         (Some(cid), Some(socket)) => Ok(VsockConfig { cid, socket }),
         _ => Err("cid=N and socket=PATH are both required".into()),
     }
+}
+
+/// `size=SIZE[,deflate_on_oom=on|off][,free_page_reporting=on|off][,statistics_polling_interval_s=N]`.
+fn parse_balloon(s: &str) -> Result<BalloonConfig, String> {
+    let mut b = BalloonConfig::default();
+    let on_off = |key: &str, value: &str| match value {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err(format!("{key}={value}: use on or off")),
+    };
+    for (key, value) in key_values(s)? {
+        match key {
+            "size" => b.size = parse_size(value)?,
+            "deflate_on_oom" => b.deflate_on_oom = on_off(key, value)?,
+            "free_page_reporting" => b.free_page_reporting = on_off(key, value)?,
+            "statistics_polling_interval_s" => {
+                b.statistics_polling_interval_s = value
+                    .parse()
+                    .map_err(|_| format!("{key}={value}: not a number of seconds"))?
+            }
+            _ => {
+                return Err(format!(
+                    "unknown balloon option `{key}` (size, deflate_on_oom, free_page_reporting, statistics_polling_interval_s)"
+                ))
+            }
+        }
+    }
+    Ok(b)
 }
 
 pub fn parse_size(s: &str) -> Result<u64, String> {

@@ -10,9 +10,11 @@ use crate::boot::layout::CMDLINE_MAX_SIZE;
 use crate::boot::test_guest::TestGuestMode;
 use crate::vstate::memory::PAGE_SIZE;
 
+mod balloon;
 mod disks;
 mod hotplug;
 mod vsock;
+pub use balloon::BalloonConfig;
 pub use disks::{DiskConfig, RemoteSwapConfig, MAX_DISKS};
 pub use vsock::VsockConfig;
 
@@ -50,6 +52,9 @@ pub struct VmConfig {
     /// channel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vsock: Option<VsockConfig>,
+    /// virtio-balloon (Cloud Hypervisor's `balloon`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balloon: Option<BalloonConfig>,
 }
 
 /// A VM-level sleep state.
@@ -339,7 +344,31 @@ impl VmConfig {
                 ));
             }
         }
+        if let Some(b) = &self.balloon {
+            balloon::validate(b, self.memory.size)?;
+        }
+        if self.virtio_device_count() > MAX_DISKS {
+            return Err(ConfigError::new(
+                if self.balloon.is_some() {
+                    "balloon"
+                } else {
+                    "memory.hotplug_size"
+                },
+                format!(
+                    "{} virtio devices; there are interrupt lines for {MAX_DISKS}",
+                    self.virtio_device_count()
+                ),
+            ));
+        }
         Ok(())
+    }
+
+    /// Number of virtio-mmio devices the config asks for (each takes an interrupt line).
+    pub fn virtio_device_count(&self) -> usize {
+        self.disks.len()
+            + usize::from(self.vsock.is_some())
+            + usize::from(self.memory.hotplug_region_size() > 0)
+            + usize::from(self.balloon.is_some())
     }
 
     fn validate_cpus(&self) -> Result<(), ConfigError> {
@@ -574,6 +603,7 @@ mod tests {
             }),
             disks: vec![DiskConfig::default()],
             payload: Some(PayloadConfig::default()),
+            balloon: Some(BalloonConfig::default()),
             ..Default::default()
         };
         let json = serde_json::to_value(&config).unwrap();
@@ -590,6 +620,11 @@ mod tests {
         let vsock = serde_json::to_value(config.vsock.unwrap()).unwrap();
         let documented = openapi_properties("VsockConfig");
         let keys: Vec<&String> = vsock.as_object().unwrap().keys().collect();
+        assert_eq!(keys, documented.iter().collect::<Vec<_>>());
+        let balloon = serde_json::to_value(config.balloon.unwrap()).unwrap();
+        let mut documented = openapi_properties("BalloonConfig");
+        documented.sort();
+        let keys: Vec<&String> = balloon.as_object().unwrap().keys().collect();
         assert_eq!(keys, documented.iter().collect::<Vec<_>>());
     }
 

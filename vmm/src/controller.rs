@@ -320,10 +320,12 @@ impl Controller {
     /// memory through virtio-mem (`desired_ram` is the guest's total: boot memory plus what
     /// virtio-mem should plug). Both are checked before either is applied. Asking for what
     /// the VM already has is a no-op success (kata sends it on every container create).
+    /// `desired_balloon` is how much the guest should hold in its virtio-balloon.
     pub fn resize(
         &mut self,
         desired_vcpus: Option<u32>,
         desired_ram: Option<u64>,
+        desired_balloon: Option<u64>,
     ) -> Result<(), ControlError> {
         let Some(config) = &self.config else {
             return Err(self.wrong_state("resize"));
@@ -343,9 +345,15 @@ impl Controller {
                 .into());
             }
         }
+        if let Some(size) = desired_balloon {
+            validate_balloon_request(config, size)?;
+        }
         match (&mut self.vm, self.state) {
             (_, VmState::Created | VmState::Shutdown) => {}
             (Some(vm), VmState::Running | VmState::Paused) => {
+                if let Some(size) = desired_balloon {
+                    vm.resize_balloon(size)?;
+                }
                 if let Some(n) = desired_vcpus {
                     vm.resize_vcpus(n as u8)?;
                 }
@@ -358,6 +366,9 @@ impl Controller {
         if let Some(config) = &mut self.config {
             if let Some(n) = desired_vcpus {
                 config.cpus.boot_vcpus = n;
+            }
+            if let (Some(size), Some(b)) = (desired_balloon, &mut config.balloon) {
+                b.size = size;
             }
             match hotplug {
                 // Keep an untouched config as it was created (no hotplugged_size field).
@@ -425,8 +436,12 @@ impl Controller {
             Some(vm) => vm.memory_hotplug(),
             None => MemoryHotplugInfo::from_config(&config),
         };
-        // What the guest has: its boot memory and what it plugged (not what was requested).
-        let memory_actual_size = config.memory.size + memory_hotplug.map_or(0, |m| m.plugged_size);
+        // What the guest has: its boot memory and what it plugged (not what was requested),
+        // less what it holds in its balloon (as Cloud Hypervisor reports it).
+        let ballooned = self.vm.as_ref().map_or(0, Vm::balloon_actual_bytes);
+        let memory_actual_size = (config.memory.size
+            + memory_hotplug.map_or(0, |m| m.plugged_size))
+        .saturating_sub(ballooned);
         let sleep_state = match self.sleep.map(|s| s.state) {
             None => "S0",
             Some(SleepState::S3) => "S3",
@@ -494,4 +509,29 @@ impl Controller {
     pub fn last_exit(&self) -> Option<&GuestExit> {
         self.last_exit.as_ref()
     }
+}
+
+/// `desired_balloon` against the config: the VM has a balloon, and the size is whole 4 KiB
+/// pages within the guest's memory.
+fn validate_balloon_request(config: &VmConfig, size: u64) -> Result<(), ConfigError> {
+    if config.balloon.is_none() {
+        return Err(ConfigError::new(
+            "desired_balloon",
+            "this VM has no balloon device (balloon in vm.create)",
+        ));
+    }
+    if size % 4096 != 0 {
+        return Err(ConfigError::new(
+            "desired_balloon",
+            format!("{size} is not a whole number of 4 KiB pages"),
+        ));
+    }
+    let memory = config.memory.size + config.memory.hotplugged_size.unwrap_or(0);
+    if size > memory {
+        return Err(ConfigError::new(
+            "desired_balloon",
+            format!("{size} is more than the guest's memory ({memory})"),
+        ));
+    }
+    Ok(())
 }

@@ -119,6 +119,11 @@ impl RemoteRam {
         }
     }
 
+    /// A handle for discarding pages the guest gave up, while the engine runs.
+    pub fn discarder(&self) -> Option<revenant_remote_mem::ram_ext::PageDiscarder> {
+        self.engine.as_ref().map(RamExt::discarder)
+    }
+
     /// The engine's counters.
     pub fn counters(&self) -> RamExtCounters {
         self.engine

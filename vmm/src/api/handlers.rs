@@ -187,6 +187,7 @@ async fn vm_wake(State(state): State<ApiState>) -> ApiResult {
 struct ResizeRequest {
     desired_vcpus: Option<u32>,
     desired_ram: Option<u64>,
+    desired_balloon: Option<u64>,
 }
 
 async fn vm_resize(State(state): State<ApiState>, raw: Bytes) -> ApiResult {
@@ -194,7 +195,7 @@ async fn vm_resize(State(state): State<ApiState>, raw: Bytes) -> ApiResult {
     warn_ignored("vm.resize", &ignored);
     state
         .controller()
-        .resize(req.desired_vcpus, req.desired_ram)?;
+        .resize(req.desired_vcpus, req.desired_ram, req.desired_balloon)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

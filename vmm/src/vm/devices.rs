@@ -66,6 +66,8 @@ pub(crate) struct Devices {
     /// The hot-pluggable region the virtio-mem device hands out (mapped in KVM).
     pub(crate) hotplug_memory: Option<HotplugRegion>,
     pub(crate) virtio_vsock: Option<VirtioVsock>,
+    pub(crate) virtio_balloon: Option<super::virtio_balloon::VirtioBalloon>,
+    pub(crate) discard: Arc<crate::vstate::discard::GuestDiscard>,
 }
 
 impl Devices {
@@ -156,6 +158,19 @@ impl Devices {
             )?),
             _ => None,
         };
+        let discard = Arc::new(crate::vstate::discard::GuestDiscard::default());
+        let virtio_balloon = super::virtio_balloon::build(
+            config,
+            virtio,
+            &mut super::virtio::Wiring {
+                kvm,
+                memory,
+                mmio: &mut mmio,
+                subscribers: &mut subscribers,
+            },
+            &discard,
+            saved.map(|s| s.virtio_balloon.as_ref()),
+        )?;
         let event_loop = if subscribers.is_empty() {
             None
         } else {
@@ -187,6 +202,8 @@ impl Devices {
             virtio_mem,
             hotplug_memory: hotplug.cloned(),
             virtio_vsock,
+            virtio_balloon,
+            discard,
         })
     }
 
@@ -218,6 +235,7 @@ pub struct DevicesState {
     pub virtio_blk: Vec<VirtioBlkSnapshot>,
     pub virtio_mem: Option<VirtioMemSnapshot>,
     pub virtio_vsock: Option<VirtioVsockSnapshot>,
+    pub virtio_balloon: Option<crate::devices::virtio::balloon::persist::BalloonSnapshot>,
 }
 
 /// COM1 with its output sink, its irqfd and, when there is one, its input source.

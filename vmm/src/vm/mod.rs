@@ -4,12 +4,14 @@
 mod devices;
 mod prepared;
 mod virtio;
+mod virtio_balloon;
 mod virtio_mem;
 
 pub(crate) use devices::Devices;
 pub use devices::DevicesState;
 pub use prepared::PreparedVm;
 pub use virtio::virtio_layout;
+pub use virtio_balloon::BalloonInfo;
 pub use virtio_mem::MemoryHotplugInfo;
 pub(crate) use virtio_mem::{guest_memory, hotplug_region};
 
@@ -106,6 +108,9 @@ pub struct VmCounters {
     /// The RAM extension's own counters (resident, remote, faults, evictions, latency).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ram_ext: Option<revenant_remote_mem::ram_ext::RamExtCounters>,
+    /// The balloon's sizes, what it gave back and the guest's memory statistics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balloon: Option<BalloonInfo>,
     /// Instructions the host's KVM refused and Revenant emulated, by mnemonic.
     pub fallback_emulations: std::collections::BTreeMap<&'static str, u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -125,6 +130,10 @@ pub struct Vm {
     pub(crate) virtio_blk: Vec<virtio::VirtioBlk>,
     pub(crate) virtio_mem: Option<virtio_mem::VirtioMemHandle>,
     pub(crate) virtio_vsock: Option<virtio::VirtioVsock>,
+    pub(crate) virtio_balloon: Option<virtio_balloon::VirtioBalloon>,
+    /// Gives guest pages back to the host (balloon); routed through the RAM-ext engine
+    /// while one runs.
+    pub(crate) discard: Arc<crate::vstate::discard::GuestDiscard>,
     pub(crate) ged: GedNotifier,
     pub(crate) cpu_slots: CpuSlots,
     pub(crate) hotplug: Hotplug,
@@ -236,7 +245,7 @@ impl Vm {
             vcpus,
         )?;
         timer.stage("vCPUs started");
-        vm.remote_ram = remote_ram;
+        vm.set_remote_ram(remote_ram);
         Ok(vm)
     }
 
@@ -267,6 +276,8 @@ impl Vm {
             virtio_blk: devices.virtio_blk,
             virtio_mem: devices.virtio_mem,
             virtio_vsock: devices.virtio_vsock,
+            virtio_balloon: devices.virtio_balloon,
+            discard: devices.discard,
             ged: devices.ged,
             cpu_slots: devices.cpu_slots,
             hotplug,
@@ -403,17 +414,24 @@ impl Vm {
             ));
         }
         if self.remote_ram.is_none() {
-            self.remote_ram = Some(crate::ram_ext::RemoteRam::start(
+            self.set_remote_ram(Some(crate::ram_ext::RemoteRam::start(
                 remote,
                 &self.memory,
                 false,
-            )?);
+            )?));
         }
         let ram = self
             .remote_ram
             .as_ref()
             .ok_or_else(|| VmError::RamExt("remote RAM missing".into()))?;
         Ok(ram.evict_all()?)
+    }
+
+    /// Installs the VM's RAM extension; pages the guest gives up go through its engine.
+    pub(crate) fn set_remote_ram(&mut self, ram: Option<crate::ram_ext::RemoteRam>) {
+        self.discard
+            .set_ram_ext(ram.as_ref().and_then(|r| r.discarder()));
+        self.remote_ram = ram;
     }
 
     /// Presses the (ACPI) power button: a GED event the guest's button driver sees.
@@ -438,6 +456,7 @@ impl Vm {
                     .map_or(0, |c| c.remote_faults + c.zero_faults),
             remote_bytes_out: ram_ext.as_ref().map_or(0, |c| c.bytes_out),
             ram_ext,
+            balloon: self.balloon(),
             fallback_emulations: self
                 .counters
                 .fallbacks

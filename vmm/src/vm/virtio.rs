@@ -38,9 +38,8 @@ pub fn virtio_layout(config: &VmConfig) -> Result<Vec<MmioDevice>, VmError> {
     let fields = (0..config.disks.len())
         .map(|i| format!("disks[{i}]"))
         .chain(config.vsock.iter().map(|_| "vsock".to_string()))
-        .chain(
-            (config.memory.hotplug_region_size() > 0).then(|| "memory.hotplug_size".to_string()),
-        );
+        .chain((config.memory.hotplug_region_size() > 0).then(|| "memory.hotplug_size".to_string()))
+        .chain(config.balloon.iter().map(|_| "balloon".to_string()));
     fields
         .map(|field| {
             let window = resources.allocate_mmio(MMIO_WINDOW_SIZE)?;
@@ -92,7 +91,7 @@ pub(crate) type VirtioVsock = VirtioMmio<Vsock>;
 
 impl<D> VirtioMmio<D> {
     /// The transport's and the device's state, taken under both locks.
-    fn states<S>(&self, device_state: impl FnOnce(&D) -> S) -> (MmioTransportState, S) {
+    pub(super) fn states<S>(&self, device_state: impl FnOnce(&D) -> S) -> (MmioTransportState, S) {
         let transport = self.transport.lock().unwrap_or_else(|p| p.into_inner());
         let device = self.device.lock().unwrap_or_else(|p| p.into_inner());
         (transport.state(), device_state(&device))
@@ -125,7 +124,8 @@ impl super::Vm {
             .iter()
             .map(|d| &d.transport)
             .chain(self.virtio_vsock.iter().map(|d| &d.transport))
-            .chain(self.virtio_mem.iter().map(|m| &m.transport));
+            .chain(self.virtio_mem.iter().map(|m| &m.transport))
+            .chain(self.virtio_balloon.iter().map(|b| &b.transport));
         for t in transports {
             t.lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -158,7 +158,7 @@ pub(crate) type SavedTransport<'a> = (&'a MmioTransportState, RunningQueues<'a>)
 /// Puts `device` on the MMIO bus at `slot` behind a transport raising `slot.irq`, with
 /// ioeventfds on its queues and its handler on the event loop. With `saved` the transport
 /// is rebuilt from a snapshot (and a device the driver had started is started again).
-fn attach<D>(
+pub(super) fn attach<D>(
     device: D,
     slot: &MmioDevice,
     w: &mut Wiring<'_>,

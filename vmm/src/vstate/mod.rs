@@ -1,5 +1,6 @@
 //! KVM-facing state: guest memory, the VM file descriptor and vCPUs.
 
+pub mod discard;
 pub mod fallback;
 pub mod hotplug_memory;
 pub mod memory;

@@ -2,14 +2,17 @@
 //!
 //! - `mmio`: the register window a guest driver programs; it negotiates features, walks the
 //!   device status state machine, sets up the queues and hands them to the device.
-//! - [`VirtioDevice`]: what a device (one module each: `blk`, `vsock`, later balloon, mem, net)
-//!   gives the transport.
+//! - [`VirtioDevice`]: what a device (one module each: `blk`, `vsock`, `balloon`, `mem`,
+//!   `net`) gives the transport.
+//! - `chain`: the checks every descriptor chain passes before a device acts on it.
 //! - `persist`: queue and transport state for snapshots.
 //! - `restore`: the checks a saved transport passes before it is rebuilt.
 //! - `testing`: a host-side driver that lays out split virtqueues in guest memory and posts
 //!   descriptor chains, for tests, the benchmark and the fuzz target.
 
+pub mod balloon;
 pub mod blk;
+pub mod chain;
 pub mod mem;
 pub mod mmio;
 pub mod persist;

@@ -1,0 +1,120 @@
+//! Giving guest pages back to the host: pages a balloon inflated over, or free pages the
+//! guest reported. Their contents no longer matter to the guest, so they are dropped from
+//! the VMM's memory (`MADV_DONTNEED`: anonymous memory reads as zero afterwards, a private
+//! file mapping of a template as the template). Pages under RAM extension go through its
+//! engine instead, which also forgets their remote copies so they are never written back
+//! nor fetched again.
+
+use std::sync::Mutex;
+
+use revenant_remote_mem::ram_ext::PageDiscarder;
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
+
+use crate::vstate::memory::GuestMemoryMmap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiscardError {
+    #[error("guest range {0:#x}+{1:#x} is not inside guest memory")]
+    OutOfRange(u64, u64),
+    #[error("cannot drop guest pages at {addr:#x}+{len:#x}: {source}")]
+    Madvise {
+        addr: u64,
+        len: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("RAM extension: {0}")]
+    RamExt(String),
+}
+
+/// The VM's page discarding, shared by the devices that discard (the balloon) and the VM,
+/// which plugs in the RAM-ext engine when it starts one.
+#[derive(Default)]
+pub struct GuestDiscard {
+    ram_ext: Mutex<Option<PageDiscarder>>,
+}
+
+impl GuestDiscard {
+    /// Routes discards of RAM-ext pages through `engine` (None: the engine is gone).
+    pub fn set_ram_ext(&self, engine: Option<PageDiscarder>) {
+        *self.ram_ext.lock().unwrap_or_else(|p| p.into_inner()) = engine;
+    }
+
+    /// Discards guest-physical `addr..addr + len` (4 KiB aligned). Returns the bytes given
+    /// back to the host.
+    pub fn discard(&self, mem: &GuestMemoryMmap, addr: u64, len: u64) -> Result<u64, DiscardError> {
+        let ram_ext = self
+            .ram_ext
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut at = addr;
+        let end = addr
+            .checked_add(len)
+            .ok_or(DiscardError::OutOfRange(addr, len))?;
+        let mut freed = 0;
+        while at < end {
+            let region = mem
+                .find_region(GuestAddress(at))
+                .ok_or(DiscardError::OutOfRange(addr, len))?;
+            let offset = at - region.start_addr().0;
+            let n = (region.len() - offset).min(end - at);
+            let host = region
+                .get_host_address(vm_memory::MemoryRegionAddress(offset))
+                .map_err(|_| DiscardError::OutOfRange(addr, len))? as usize;
+            freed += match &ram_ext {
+                Some(engine) if engine.covers(host) => {
+                    let done = engine
+                        .discard(host, n as usize)
+                        .map_err(|e| DiscardError::RamExt(e.to_string()))?;
+                    (done.dropped + done.forgotten) * crate::vstate::memory::PAGE_SIZE
+                }
+                _ => {
+                    // SAFETY: `host..host + n` lies inside one mapped guest memory region
+                    // (checked above); the guest gave these pages up and reads whatever the
+                    // mapping provides afterwards, so no Rust reference into them is
+                    // invalidated.
+                    let rc = unsafe {
+                        libc::madvise(host as *mut libc::c_void, n as usize, libc::MADV_DONTNEED)
+                    };
+                    if rc != 0 {
+                        return Err(DiscardError::Madvise {
+                            addr: at,
+                            len: n,
+                            source: std::io::Error::last_os_error(),
+                        });
+                    }
+                    n
+                }
+            };
+            at += n;
+        }
+        Ok(freed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vm_memory::Bytes;
+
+    use super::*;
+    use crate::vstate::memory::create_guest_memory;
+
+    #[test]
+    fn discarded_anonymous_pages_read_as_zero_and_the_rest_is_kept() {
+        let mem = create_guest_memory(4 << 20).unwrap();
+        mem.write_slice(&[0xAB; 3 * 4096], GuestAddress(0x10000))
+            .unwrap();
+        let d = GuestDiscard::default();
+        assert_eq!(d.discard(&mem, 0x11000, 4096).unwrap(), 4096);
+        let mut page = [0u8; 4096];
+        mem.read_slice(&mut page, GuestAddress(0x11000)).unwrap();
+        assert!(page.iter().all(|&b| b == 0));
+        mem.read_slice(&mut page, GuestAddress(0x12000)).unwrap();
+        assert!(page.iter().all(|&b| b == 0xAB));
+        assert!(matches!(
+            d.discard(&mem, 4 << 20, 4096),
+            Err(DiscardError::OutOfRange(..))
+        ));
+    }
+}
