@@ -412,9 +412,10 @@ fn a_restored_clone_is_told_of_its_new_generation_id_through_the_ged() {
 /// reset state; restoring a started device (DRIVER_OK, queues in use, TRANSPORT_RESET to the
 /// vsock driver) is covered by the tier-1 tests in `vmm/src/devices/virtio/restore/tests.rs`.
 ///
-/// The clone listens on the template's vsock socket path (a clone needs its own path; today
-/// it reuses the template's), so it is refused naming `vsock.socket` while the template's
-/// VMM still listens there, and restores once it is gone.
+/// A clone restored without an identity listens on the template's vsock socket path, so
+/// it is refused naming `vsock.socket` while the template's VMM still listens there; with
+/// its own `vsock {cid, socket}` in `vm.restore`, two clones run beside the template, each
+/// on its own socket; without, a clone restores once the template's VMM is gone.
 #[test]
 fn templates_with_a_disk_and_vsock_fork_cow_clones() {
     if !kvm_available("templates_with_a_disk_and_vsock_fork_cow_clones") {
@@ -453,6 +454,65 @@ fn templates_with_a_disk_and_vsock_fork_cow_clones() {
     let text = String::from_utf8_lossy(&r.body);
     assert_eq!(r.status, 400, "{text}");
     assert!(text.contains("vsock.socket"), "{text}");
+
+    // Clones with their own identity run while the template's VMM still listens.
+    let mut clones = Vec::new();
+    for (cid, name) in [(4u64, "clone-a.sock"), (5, "clone-b.sock")] {
+        let path = dir.path().join(name);
+        let mut clone = ApiVmm::start();
+        let body = format!(
+            r#"{{"source_url":"file://{}","memory_restore_mode":"cow","vsock":{{"cid":{cid},"socket":"{}"}}}}"#,
+            template.display(),
+            path.display()
+        );
+        let r = clone.client.put("vm.restore", Some(&body));
+        assert_eq!(
+            r.status,
+            204,
+            "{}: {}",
+            String::from_utf8_lossy(&r.body),
+            clone.stderr()
+        );
+        assert_eq!(clone.client.put("vm.resume", None).status, 204);
+        let r = wait_reports(&mut clone, 2);
+        assert_eq!(&r[..2], &[n + 1, n + 2], "{r:?}");
+        let info = clone.client.get("vm.info").json();
+        assert_eq!(info["config"]["vsock"]["cid"], cid, "{info}");
+        assert_eq!(
+            info["config"]["vsock"]["socket"],
+            path.display().to_string()
+        );
+        std::os::unix::net::UnixStream::connect(&path)
+            .expect("the clone listens on its own socket");
+        clones.push(clone);
+    }
+    // A reserved CID or a taken socket is refused, naming the field.
+    for (vsock, field) in [
+        (
+            format!(
+                r#"{{"cid":2,"socket":"{}"}}"#,
+                dir.path().join("c.sock").display()
+            ),
+            "vsock.cid",
+        ),
+        (
+            format!(
+                r#"{{"cid":6,"socket":"{}"}}"#,
+                dir.path().join("clone-a.sock").display()
+            ),
+            "vsock.socket",
+        ),
+    ] {
+        let mut bad = ApiVmm::start();
+        let body = format!(
+            r#"{{"source_url":"file://{}","vsock":{vsock}}}"#,
+            template.display()
+        );
+        let r = bad.client.put("vm.restore", Some(&body));
+        assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["field"], field);
+    }
+    drop(clones);
 
     assert_eq!(source.client.put("vmm.shutdown", None).status, 204);
     source

@@ -16,7 +16,7 @@ mod hotplug;
 mod vsock;
 pub use balloon::BalloonConfig;
 pub use disks::{DiskConfig, RemoteSwapConfig, MAX_DISKS};
-pub use vsock::VsockConfig;
+pub use vsock::{validate as validate_vsock, VsockConfig};
 
 /// xAPIC IDs are 8 bits and 0xff is the broadcast ID.
 pub const MAX_VCPUS: u32 = 254;

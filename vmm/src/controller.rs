@@ -236,6 +236,7 @@ impl Controller {
         &mut self,
         source_url: &str,
         mode: MemoryRestoreMode,
+        identity: &crate::clone_identity::CloneIdentity,
     ) -> Result<(), ControlError> {
         if self.config.is_some() {
             return Err(ControlError::WrongState(
@@ -248,14 +249,15 @@ impl Controller {
         self.generation += 1;
         let exit = ExitSignal::new(self.exits.clone(), self.generation);
         let prepared = self.prepared.take();
-        let (vm, config) = Vm::restore(&dir, mode, exit, prepared).map_err(|e| match e {
-            // A template that can't be read is the request's fault: name the field.
-            VmError::Template(t) => {
-                ControlError::Config(ConfigError::new("source_url", t.to_string()))
-            }
-            VmError::Snapshot(why) => ControlError::Config(ConfigError::new("source_url", why)),
-            other => ControlError::from(other),
-        })?;
+        let (vm, config) =
+            Vm::restore(&dir, mode, identity, exit, prepared).map_err(|e| match e {
+                // A template that can't be read is the request's fault: name the field.
+                VmError::Template(t) => {
+                    ControlError::Config(ConfigError::new("source_url", t.to_string()))
+                }
+                VmError::Snapshot(why) => ControlError::Config(ConfigError::new("source_url", why)),
+                other => ControlError::from(other),
+            })?;
         self.vm = Some(vm);
         self.config = Some(config);
         self.template_dir = Some(dir);

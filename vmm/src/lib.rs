@@ -3,6 +3,7 @@
 pub mod api;
 pub mod boot;
 pub mod cli;
+pub mod clone_identity;
 pub mod config;
 pub mod controller;
 pub mod devices;

@@ -121,6 +121,7 @@ impl Vm {
     pub fn restore(
         dir: &Path,
         mode: MemoryRestoreMode,
+        identity: &crate::clone_identity::CloneIdentity,
         exit: ExitSignal,
         prepared: Option<crate::vm::PreparedVm>,
     ) -> Result<(Vm, VmConfig), VmError> {
@@ -131,7 +132,7 @@ impl Vm {
         } else {
             open_template::<VmSnapshot>(dir)?
         };
-        let config: VmConfig = template
+        let mut config: VmConfig = template
             .manifest
             .source_config()
             .and_then(serde_json::from_value)
@@ -140,6 +141,7 @@ impl Vm {
                     "the template's VM configuration is unreadable: {e}"
                 ))
             })?;
+        identity.apply(&mut config)?;
         let state = &template.vm_state;
         if state.vcpus.is_empty() || state.vcpus.len() > usize::from(u8::MAX) {
             return Err(VmError::Snapshot(format!(

@@ -147,14 +147,19 @@ struct RestoreRequest {
     #[serde(default)]
     #[allow(dead_code)]
     prefault: bool,
+    /// Revenant extension: the clone's own vsock CID and socket path.
+    #[serde(default)]
+    vsock: Option<crate::config::VsockConfig>,
 }
 
 async fn vm_restore(State(state): State<ApiState>, raw: Bytes) -> ApiResult {
     let (req, ignored) = body::parse::<RestoreRequest>(&raw)?;
     warn_ignored("vm.restore", &ignored);
-    state
-        .controller()
-        .restore(&req.source_url, req.memory_restore_mode)?;
+    state.controller().restore(
+        &req.source_url,
+        req.memory_restore_mode,
+        &crate::clone_identity::CloneIdentity { vsock: req.vsock },
+    )?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

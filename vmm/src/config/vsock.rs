@@ -21,7 +21,7 @@ pub struct VsockConfig {
 
 /// The CID range and what is at the socket path: nothing, or a socket nobody listens on
 /// any more (replaced at boot), in an existing directory.
-pub(super) fn validate(vsock: &VsockConfig) -> Result<(), ConfigError> {
+pub fn validate(vsock: &VsockConfig) -> Result<(), ConfigError> {
     if vsock.cid < MIN_GUEST_CID || vsock.cid >= u64::from(u32::MAX) {
         return Err(ConfigError::new(
             "vsock.cid",

@@ -264,10 +264,10 @@ pub(crate) fn build_disks(
 /// not (they never survive a snapshot, see `vsock::persist`): once the vCPUs' state is
 /// loaded, `Vm::restore` tells the guest with a TRANSPORT_RESET event.
 ///
-/// The socket path comes from the config, which for a clone is the template's: a clone
-/// needs its own path, and today it reuses the template's. While another process (the
-/// template's VMM, another clone) listens there, the restore is refused naming
-/// `vsock.socket`.
+/// The socket path comes from the config, which for a clone is the template's unless
+/// `vm.restore` gave the clone its own (`vsock`, see [`crate::clone_identity`]). While
+/// another process (the template's VMM, another clone) listens there, the restore is
+/// refused naming `vsock.socket`.
 pub(crate) fn build_vsock(
     config: &VmConfig,
     layout: &[MmioDevice],
@@ -292,7 +292,7 @@ pub(crate) fn build_vsock(
         VsockError::Muxer(e) if restoring => VmError::from(ConfigError::new(
             "vsock.socket",
             format!(
-                "{e}: a clone listens on the template's vsock socket path, which another VMM (the template's, or another clone) still holds"
+                "{e}: another VMM (the template's, or another clone) still listens there; give each clone its own with vm.restore's vsock {{cid, socket}}"
             ),
         )),
         VsockError::Muxer(e) => VmError::from(ConfigError::new("vsock.socket", e.to_string())),
