@@ -1,13 +1,19 @@
-//! The device event loop: one thread running an `event-manager` until told to stop.
+//! The device event loop: one thread running an `event-manager` until told to stop. It can
+//! be paused: while the VM is paused (and so while a snapshot is taken) no device touches
+//! guest memory or its own state, so what is saved is consistent.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use event_manager::{EventManager, EventOps, EventSet, Events, MutEventSubscriber, SubscriberOps};
 use vmm_sys_util::eventfd::EventFd;
 
 pub type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
+
+/// How long `pause` waits for a device handler to finish before giving up.
+const PAUSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventLoopError {
@@ -15,29 +21,64 @@ pub enum EventLoopError {
     Create(String),
     #[error("cannot start the event loop thread: {0}")]
     Spawn(#[source] std::io::Error),
+    #[error("the device event loop did not stop within {0:?} (a device handler is stuck)")]
+    PauseTimeout(Duration),
 }
 
-/// Wakes the loop and tells it to return.
-struct StopHandler {
+/// Whether the loop should park, and whether it has.
+#[derive(Default)]
+struct GateState {
+    pause: bool,
+    parked: bool,
+}
+
+#[derive(Default)]
+struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+impl Gate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Called by the loop between rounds: parks while a pause is asked for.
+    fn park_if_asked(&self, stopped: &AtomicBool) {
+        let mut s = self.lock();
+        if !s.pause {
+            return;
+        }
+        s.parked = true;
+        self.changed.notify_all();
+        while s.pause && !stopped.load(Ordering::SeqCst) {
+            s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        s.parked = false;
+    }
+}
+
+/// Wakes the loop (to stop, or to park) and tells it to return.
+struct WakeHandler {
     evt: EventFd,
-    stopped: Arc<AtomicBool>,
 }
 
-impl MutEventSubscriber for StopHandler {
+impl MutEventSubscriber for WakeHandler {
     fn init(&mut self, ops: &mut EventOps) {
         if let Err(e) = ops.add(Events::new(&self.evt, EventSet::IN)) {
-            tracing::error!("event loop cannot watch its stop event: {e:?}");
+            tracing::error!("event loop cannot watch its wake-up event: {e:?}");
         }
     }
 
     fn process(&mut self, _events: Events, _ops: &mut EventOps) {
         let _ = self.evt.read();
-        self.stopped.store(true, Ordering::SeqCst);
     }
 }
 
 pub struct EventLoop {
-    stop: EventFd,
+    wake: EventFd,
+    stopped: Arc<AtomicBool>,
+    gate: Arc<Gate>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -45,23 +86,28 @@ impl EventLoop {
     pub fn start(subscribers: Vec<Subscriber>) -> Result<Self, EventLoopError> {
         let mut manager = EventManager::<Subscriber>::new()
             .map_err(|e| EventLoopError::Create(format!("{e:?}")))?;
-        let stop =
+        let wake =
             EventFd::new(libc::EFD_NONBLOCK).map_err(|e| EventLoopError::Create(e.to_string()))?;
         let stopped = Arc::new(AtomicBool::new(false));
-        let handler = StopHandler {
-            evt: stop
+        let gate = Arc::new(Gate::default());
+        let handler = WakeHandler {
+            evt: wake
                 .try_clone()
                 .map_err(|e| EventLoopError::Create(e.to_string()))?,
-            stopped: stopped.clone(),
         };
         manager.add_subscriber(Arc::new(Mutex::new(handler)));
         for s in subscribers {
             manager.add_subscriber(s);
         }
+        let (loop_stopped, loop_gate) = (stopped.clone(), gate.clone());
         let thread = std::thread::Builder::new()
             .name("event-loop".into())
             .spawn(move || {
-                while !stopped.load(Ordering::SeqCst) {
+                while !loop_stopped.load(Ordering::SeqCst) {
+                    loop_gate.park_if_asked(&loop_stopped);
+                    if loop_stopped.load(Ordering::SeqCst) {
+                        return;
+                    }
                     if let Err(e) = manager.run() {
                         tracing::error!("event loop failed: {e:?}");
                         return;
@@ -70,17 +116,112 @@ impl EventLoop {
             })
             .map_err(EventLoopError::Spawn)?;
         Ok(EventLoop {
-            stop,
+            wake,
+            stopped,
+            gate,
             thread: Some(thread),
         })
+    }
+
+    /// Stops device processing: returns once the loop is between rounds and parked, so no
+    /// device handler runs until [`EventLoop::resume`]. Events arriving meanwhile wait.
+    pub fn pause(&self) -> Result<(), EventLoopError> {
+        let mut s = self.gate.lock();
+        s.pause = true;
+        let _ = self.wake.write(1);
+        let (s, timeout) = self
+            .gate
+            .changed
+            .wait_timeout_while(s, PAUSE_TIMEOUT, |s| !s.parked)
+            .unwrap_or_else(|p| p.into_inner());
+        if timeout.timed_out() && !s.parked {
+            drop(s);
+            self.resume();
+            return Err(EventLoopError::PauseTimeout(PAUSE_TIMEOUT));
+        }
+        Ok(())
+    }
+
+    /// Lets the loop run again (nothing happens if it was not paused).
+    pub fn resume(&self) {
+        self.gate.lock().pause = false;
+        self.gate.changed.notify_all();
+    }
+
+    /// Whether the loop is parked now.
+    pub fn is_paused(&self) -> bool {
+        self.gate.lock().parked
     }
 }
 
 impl Drop for EventLoop {
     fn drop(&mut self) {
-        let _ = self.stop.write(1);
+        self.stopped.store(true, Ordering::SeqCst);
+        let _ = self.wake.write(1);
+        self.gate.changed.notify_all();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use super::*;
+
+    /// Counts the events it sees on its eventfd.
+    struct Counter {
+        evt: EventFd,
+        seen: Arc<AtomicU64>,
+    }
+
+    impl MutEventSubscriber for Counter {
+        fn init(&mut self, ops: &mut EventOps) {
+            ops.add(Events::new(&self.evt, EventSet::IN)).unwrap();
+        }
+
+        fn process(&mut self, _events: Events, _ops: &mut EventOps) {
+            let _ = self.evt.read();
+            self.seen.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn wait_for(what: impl Fn() -> bool) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while std::time::Instant::now() < deadline {
+            if what() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    #[test]
+    fn a_paused_loop_handles_nothing_until_resumed() {
+        let evt = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let seen = Arc::new(AtomicU64::new(0));
+        let counter = Counter {
+            evt: evt.try_clone().unwrap(),
+            seen: seen.clone(),
+        };
+        let lp = EventLoop::start(vec![Arc::new(Mutex::new(counter))]).unwrap();
+        evt.write(1).unwrap();
+        assert!(wait_for(|| seen.load(Ordering::SeqCst) == 1));
+        lp.pause().unwrap();
+        assert!(lp.is_paused());
+        evt.write(1).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(seen.load(Ordering::SeqCst), 1, "handled while paused");
+        // Pausing twice is fine.
+        lp.pause().unwrap();
+        lp.resume();
+        assert!(wait_for(|| seen.load(Ordering::SeqCst) == 2));
+        assert!(!lp.is_paused());
+        // Dropping a paused loop does not hang.
+        lp.pause().unwrap();
+        drop(lp);
     }
 }

@@ -297,12 +297,29 @@ impl Vm {
         Ok(vm)
     }
 
+    /// Stops the vCPUs, then the devices (their event loop), so nothing changes guest
+    /// memory or device state until [`Vm::resume`]: what a snapshot saves is consistent.
     pub fn pause(&self) -> Result<(), VmError> {
-        Ok(self.control.pause(&self.vcpu_threads)?)
+        self.control.pause(&self.vcpu_threads)?;
+        if let Some(lp) = &self._event_loop {
+            if let Err(e) = lp.pause() {
+                self.control.resume();
+                return Err(e.into());
+            }
+        }
+        Ok(())
     }
 
+    /// Starts the devices, then the vCPUs.
     pub fn resume(&self) {
+        self.resume_devices();
         self.control.resume();
+    }
+
+    fn resume_devices(&self) {
+        if let Some(lp) = &self._event_loop {
+            lp.resume();
+        }
     }
 
     /// The CPUID profile in force (never `Auto`).
@@ -342,6 +359,7 @@ impl Vm {
     /// `vector` when the guest put itself to sleep (else it continues where it stopped).
     pub fn wake(&self, vector: Option<u64>) {
         self.wake_status.store(true, Ordering::SeqCst);
+        self.resume_devices();
         match vector {
             Some(v) => self.control.resume_at(v),
             None => self.control.resume(),
