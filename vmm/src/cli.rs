@@ -8,7 +8,7 @@ use crate::boot::cpuid::CpuProfile;
 use crate::boot::test_guest::TestGuestMode;
 use crate::config::{
     BalloonConfig, ConsoleConfig, ConsoleMode, CpusConfig, DiskConfig, MemoryConfig, PayloadConfig,
-    TestGuestConfig, VmConfig, VsockConfig,
+    RngConfig, TestGuestConfig, VmConfig, VsockConfig,
 };
 
 const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1";
@@ -105,6 +105,12 @@ pub struct Cli {
     #[arg(long, value_parser = parse_balloon, value_name = "SPEC")]
     pub balloon: Option<BalloonConfig>,
 
+    /// A virtio-rng entropy device, Cloud Hypervisor style: `src=FILE` (default
+    /// /dev/urandom).
+    /// Example: --rng src=/dev/urandom
+    #[arg(long, value_parser = parse_rng, value_name = "SPEC")]
+    pub rng: Option<RngConfig>,
+
     /// CPUID the guest sees: `auto` (pvm-safe on a PVM host, else host), `host`, or
     /// `pvm-safe` (hides XSAVE, SSE3+/AVX, POPCNT, CX16, BMI, SMAP/SMEP, PCID, RDTSCP, ...
     /// whose instructions a PVM host cannot emulate in guest kernel mode).
@@ -160,6 +166,7 @@ impl Cli {
             disks: self.disks.clone(),
             vsock: self.vsock.clone(),
             balloon: self.balloon.clone(),
+            rng: self.rng.clone(),
         }
     }
 }
@@ -250,6 +257,18 @@ fn parse_balloon(s: &str) -> Result<BalloonConfig, String> {
         }
     }
     Ok(b)
+}
+
+/// `src=FILE`.
+fn parse_rng(s: &str) -> Result<RngConfig, String> {
+    let mut rng = RngConfig::default();
+    for (key, value) in key_values(s)? {
+        match key {
+            "src" => rng.src = PathBuf::from(value),
+            _ => return Err(format!("unknown rng option `{key}` (src)")),
+        }
+    }
+    Ok(rng)
 }
 
 pub fn parse_size(s: &str) -> Result<u64, String> {

@@ -13,9 +13,11 @@ use crate::vstate::memory::PAGE_SIZE;
 mod balloon;
 mod disks;
 mod hotplug;
+mod rng;
 mod vsock;
 pub use balloon::BalloonConfig;
 pub use disks::{DiskConfig, RemoteSwapConfig, MAX_DISKS};
+pub use rng::RngConfig;
 pub use vsock::{validate as validate_vsock, VsockConfig};
 
 /// xAPIC IDs are 8 bits and 0xff is the broadcast ID.
@@ -55,6 +57,9 @@ pub struct VmConfig {
     /// virtio-balloon (Cloud Hypervisor's `balloon`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub balloon: Option<BalloonConfig>,
+    /// virtio-rng (Cloud Hypervisor's `rng`): entropy from a host file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rng: Option<RngConfig>,
 }
 
 /// A VM-level sleep state.
@@ -347,12 +352,15 @@ impl VmConfig {
         if let Some(b) = &self.balloon {
             balloon::validate(b, self.memory.size)?;
         }
+        if let Some(r) = &self.rng {
+            rng::validate(r)?;
+        }
         if self.virtio_device_count() > MAX_DISKS {
             return Err(ConfigError::new(
-                if self.balloon.is_some() {
-                    "balloon"
-                } else {
-                    "memory.hotplug_size"
+                match (&self.rng, &self.balloon) {
+                    (Some(_), _) => "rng",
+                    (None, Some(_)) => "balloon",
+                    _ => "memory.hotplug_size",
                 },
                 format!(
                     "{} virtio devices; there are interrupt lines for {MAX_DISKS}",
@@ -369,6 +377,7 @@ impl VmConfig {
             + usize::from(self.vsock.is_some())
             + usize::from(self.memory.hotplug_region_size() > 0)
             + usize::from(self.balloon.is_some())
+            + usize::from(self.rng.is_some())
     }
 
     fn validate_cpus(&self) -> Result<(), ConfigError> {

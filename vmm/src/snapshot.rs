@@ -84,6 +84,7 @@ impl Vm {
                 virtio_mem: self.virtio_mem.as_ref().map(|m| m.snapshot()),
                 virtio_vsock: self.virtio_vsock.as_ref().map(|d| d.snapshot()),
                 virtio_balloon: self.virtio_balloon.as_ref().map(|d| d.snapshot()),
+                virtio_rng: self.virtio_rng.as_ref().map(|d| d.snapshot()),
             },
             cpu_profile: self.cpu_profile,
             has_pit: self.has_pit,

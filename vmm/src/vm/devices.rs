@@ -67,6 +67,7 @@ pub(crate) struct Devices {
     pub(crate) hotplug_memory: Option<HotplugRegion>,
     pub(crate) virtio_vsock: Option<VirtioVsock>,
     pub(crate) virtio_balloon: Option<super::virtio_balloon::VirtioBalloon>,
+    pub(crate) virtio_rng: Option<super::virtio_rng::VirtioRng>,
     pub(crate) discard: Arc<crate::vstate::discard::GuestDiscard>,
 }
 
@@ -171,6 +172,17 @@ impl Devices {
             &discard,
             saved.map(|s| s.virtio_balloon.as_ref()),
         )?;
+        let virtio_rng = super::virtio_rng::build(
+            config,
+            virtio,
+            &mut super::virtio::Wiring {
+                kvm,
+                memory,
+                mmio: &mut mmio,
+                subscribers: &mut subscribers,
+            },
+            saved.map(|s| s.virtio_rng.as_ref()),
+        )?;
         let event_loop = if subscribers.is_empty() {
             None
         } else {
@@ -203,6 +215,7 @@ impl Devices {
             hotplug_memory: hotplug.cloned(),
             virtio_vsock,
             virtio_balloon,
+            virtio_rng,
             discard,
         })
     }
@@ -236,6 +249,7 @@ pub struct DevicesState {
     pub virtio_mem: Option<VirtioMemSnapshot>,
     pub virtio_vsock: Option<VirtioVsockSnapshot>,
     pub virtio_balloon: Option<crate::devices::virtio::balloon::persist::BalloonSnapshot>,
+    pub virtio_rng: Option<crate::devices::virtio::rng::persist::RngSnapshot>,
 }
 
 /// COM1 with its output sink, its irqfd and, when there is one, its input source.

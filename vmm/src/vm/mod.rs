@@ -6,6 +6,7 @@ mod prepared;
 mod virtio;
 mod virtio_balloon;
 mod virtio_mem;
+mod virtio_rng;
 
 pub(crate) use devices::Devices;
 pub use devices::DevicesState;
@@ -131,6 +132,7 @@ pub struct Vm {
     pub(crate) virtio_mem: Option<virtio_mem::VirtioMemHandle>,
     pub(crate) virtio_vsock: Option<virtio::VirtioVsock>,
     pub(crate) virtio_balloon: Option<virtio_balloon::VirtioBalloon>,
+    pub(crate) virtio_rng: Option<virtio_rng::VirtioRng>,
     /// Gives guest pages back to the host (balloon); routed through the RAM-ext engine
     /// while one runs.
     pub(crate) discard: Arc<crate::vstate::discard::GuestDiscard>,
@@ -277,6 +279,7 @@ impl Vm {
             virtio_mem: devices.virtio_mem,
             virtio_vsock: devices.virtio_vsock,
             virtio_balloon: devices.virtio_balloon,
+            virtio_rng: devices.virtio_rng,
             discard: devices.discard,
             ged: devices.ged,
             cpu_slots: devices.cpu_slots,

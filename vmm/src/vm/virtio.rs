@@ -28,20 +28,58 @@ use crate::event_loop::Subscriber;
 use crate::vstate::memory::GuestMemoryMmap;
 use crate::vstate::vm_fd::KvmVm;
 
-/// Where the VM's virtio-mmio devices sit: disks first in config order, then vsock, then the
-/// virtio-mem device (when `memory.hotplug_size` asks for one, see [`mem_slot`]). A pure
-/// function of the config, so the ACPI tables and the command line can be written before the
-/// devices exist, and a restore finds each device where the guest last saw it.
+/// Which device a virtio-mmio slot holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Slot {
+    Disk(usize),
+    Vsock,
+    /// virtio-mem, when `memory.hotplug_size` asks for one.
+    Mem,
+    Balloon,
+    Rng,
+}
+
+/// The devices `config` asks for, in slot order, each with the config field it comes from.
+/// New kinds go at the end, so existing templates keep their layout.
+fn slots(config: &VmConfig) -> Vec<(Slot, String)> {
+    let mut out: Vec<(Slot, String)> = (0..config.disks.len())
+        .map(|i| (Slot::Disk(i), format!("disks[{i}]")))
+        .collect();
+    if config.vsock.is_some() {
+        out.push((Slot::Vsock, "vsock".into()));
+    }
+    if config.memory.hotplug_region_size() > 0 {
+        out.push((Slot::Mem, "memory.hotplug_size".into()));
+    }
+    if config.balloon.is_some() {
+        out.push((Slot::Balloon, "balloon".into()));
+    }
+    if config.rng.is_some() {
+        out.push((Slot::Rng, "rng".into()));
+    }
+    out
+}
+
+/// Where `slot`'s device sits in `layout` (from [`virtio_layout`] of the same config).
+pub(crate) fn slot_of<'a>(
+    config: &VmConfig,
+    layout: &'a [MmioDevice],
+    slot: Slot,
+) -> Option<&'a MmioDevice> {
+    let i = slots(config).iter().position(|(s, _)| *s == slot)?;
+    layout.get(i)
+}
+
+/// Where the VM's virtio-mmio devices sit: disks first in config order, then vsock,
+/// virtio-mem, the balloon and the entropy device (see [`slots`]). A pure function of the
+/// config, so the ACPI tables and the command line can be written before the devices
+/// exist, and a restore finds each device where the guest last saw it.
 pub fn virtio_layout(config: &VmConfig) -> Result<Vec<MmioDevice>, VmError> {
     let mut resources = Resources::new()?;
     let mut gsis = VIRTIO_GSIS;
-    let fields = (0..config.disks.len())
-        .map(|i| format!("disks[{i}]"))
-        .chain(config.vsock.iter().map(|_| "vsock".to_string()))
-        .chain((config.memory.hotplug_region_size() > 0).then(|| "memory.hotplug_size".to_string()))
-        .chain(config.balloon.iter().map(|_| "balloon".to_string()));
-    fields
-        .map(|field| {
+    slots(config)
+        .into_iter()
+        .map(|(_, field)| {
             let window = resources.allocate_mmio(MMIO_WINDOW_SIZE)?;
             // validate() allows at most one device per GSI of the pool.
             let irq = gsis
@@ -56,12 +94,9 @@ pub fn virtio_layout(config: &VmConfig) -> Result<Vec<MmioDevice>, VmError> {
         .collect()
 }
 
-/// The virtio-mem device's slot in `layout` (right after the disks), if it has one.
+/// The virtio-mem device's slot in `layout`, if it has one.
 pub(crate) fn mem_slot<'a>(config: &VmConfig, layout: &'a [MmioDevice]) -> Option<&'a MmioDevice> {
-    if config.memory.hotplug_region_size() == 0 {
-        return None;
-    }
-    layout.get(config.disks.len() + usize::from(config.vsock.is_some()))
+    slot_of(config, layout, Slot::Mem)
 }
 
 /// `virtio_mmio.device=<size>@<base>:<irq>` for each device, for kernels that find virtio
@@ -125,7 +160,8 @@ impl super::Vm {
             .map(|d| &d.transport)
             .chain(self.virtio_vsock.iter().map(|d| &d.transport))
             .chain(self.virtio_mem.iter().map(|m| &m.transport))
-            .chain(self.virtio_balloon.iter().map(|b| &b.transport));
+            .chain(self.virtio_balloon.iter().map(|b| &b.transport))
+            .chain(self.virtio_rng.iter().map(|r| &r.transport));
         for t in transports {
             t.lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -284,8 +320,7 @@ pub(crate) fn build_vsock(
     let Some(vsock) = &config.vsock else {
         return Ok(None);
     };
-    let slot = layout
-        .get(config.disks.len())
+    let slot = slot_of(config, layout, Slot::Vsock)
         .ok_or_else(|| VmError::Virtio("no virtio-mmio slot for vsock".into()))?;
     let restoring = saved.is_some();
     let device = Vsock::new(vsock.cid, &vsock.socket).map_err(|e| match e {

@@ -26,19 +26,6 @@ impl VirtioBalloon {
     }
 }
 
-/// The balloon's slot in `layout`: after the disks, vsock and virtio-mem.
-pub(crate) fn balloon_slot<'a>(
-    config: &VmConfig,
-    layout: &'a [MmioDevice],
-) -> Option<&'a MmioDevice> {
-    config.balloon.as_ref()?;
-    layout.get(
-        config.disks.len()
-            + usize::from(config.vsock.is_some())
-            + usize::from(config.memory.hotplug_region_size() > 0),
-    )
-}
-
 /// Builds the config's balloon (if any); `saved` restores its transport and queues.
 pub(crate) fn build(
     config: &VmConfig,
@@ -55,7 +42,7 @@ pub(crate) fn build(
     let Some(cfg) = &config.balloon else {
         return Ok(None);
     };
-    let slot = balloon_slot(config, layout)
+    let slot = super::virtio::slot_of(config, layout, super::virtio::Slot::Balloon)
         .ok_or_else(|| VmError::Virtio("no virtio-mmio slot for the balloon".into()))?;
     let options = BalloonOptions {
         deflate_on_oom: cfg.deflate_on_oom,

@@ -3,7 +3,7 @@
 //! - `mmio`: the register window a guest driver programs; it negotiates features, walks the
 //!   device status state machine, sets up the queues and hands them to the device.
 //! - [`VirtioDevice`]: what a device (one module each: `blk`, `vsock`, `balloon`, `mem`,
-//!   `net`) gives the transport.
+//!   `rng`, `net`) gives the transport.
 //! - `chain`: the checks every descriptor chain passes before a device acts on it.
 //! - `persist`: queue and transport state for snapshots.
 //! - `restore`: the checks a saved transport passes before it is rebuilt.
@@ -17,6 +17,7 @@ pub mod mem;
 pub mod mmio;
 pub mod persist;
 pub mod restore;
+pub mod rng;
 pub mod testing;
 pub mod vsock;
 
