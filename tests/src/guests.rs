@@ -664,27 +664,8 @@ pub fn long_mode_balloon_driver(mmio_base: u64) -> Vec<u8> {
             BALLOON_QUEUES + 0x1000,
             BALLOON_QUEUES + 0x2000,
         );
-        a.mov(rbx, mmio_base)?;
-        // Status: ACKNOWLEDGE, DRIVER; features: VERSION_1 (bit 32) only; FEATURES_OK.
-        a.mov(dword_ptr(rbx + 0x70), 1)?;
-        a.mov(dword_ptr(rbx + 0x70), 3)?;
-        a.mov(dword_ptr(rbx + 0x24), 1)?;
-        a.mov(dword_ptr(rbx + 0x20), 1)?;
-        a.mov(dword_ptr(rbx + 0x24), 0)?;
-        a.mov(dword_ptr(rbx + 0x20), 0)?;
-        a.mov(dword_ptr(rbx + 0x70), 0xb)?;
-        // Queues 0 (inflate) and 1 (deflate), 16 entries each, 0x3000 bytes apart.
-        for q in 0..2u32 {
-            let off = u64::from(q) * 0x3000;
-            a.mov(dword_ptr(rbx + 0x30), q)?;
-            a.mov(dword_ptr(rbx + 0x38), 16)?;
-            for (reg, addr) in [(0x80, desc), (0x90, avail), (0xa0, used)] {
-                a.mov(dword_ptr(rbx + reg), (addr + off) as u32)?;
-                a.mov(dword_ptr(rbx + reg + 4), 0)?;
-            }
-            a.mov(dword_ptr(rbx + 0x44), 1)?;
-        }
-        a.mov(dword_ptr(rbx + 0x70), 0xf)?;
+        // Queues 0 (inflate) and 1 (deflate).
+        virtio_bring_up(a, mmio_base, BALLOON_QUEUES, 2)?;
         // Mark the pages.
         a.mov(rdi, WORKLOAD_BASE)?;
         a.mov(ecx, BALLOON_GUEST_PAGES)?;
@@ -760,6 +741,112 @@ pub fn long_mode_balloon_driver(mmio_base: u64) -> Vec<u8> {
         a.set_label(&mut idle)?;
         a.hlt()?;
         a.jmp(idle)
+    })
+}
+
+/// Brings up the virtio-mmio device at `mmio_base` as a driver does, negotiating VERSION_1
+/// only, with `queues` queues of 16 entries, queue `q`'s descriptor table, available ring
+/// and used ring on the three pages from `rings + q * 0x3000`. Leaves the base in `rbx`.
+fn virtio_bring_up(
+    a: &mut CodeAssembler,
+    mmio_base: u64,
+    rings: u64,
+    queues: u32,
+) -> Result<(), IcedError> {
+    a.mov(rbx, mmio_base)?;
+    // Status: ACKNOWLEDGE, DRIVER; features: VERSION_1 (bit 32) only; FEATURES_OK.
+    a.mov(dword_ptr(rbx + 0x70), 1)?;
+    a.mov(dword_ptr(rbx + 0x70), 3)?;
+    a.mov(dword_ptr(rbx + 0x24), 1)?;
+    a.mov(dword_ptr(rbx + 0x20), 1)?;
+    a.mov(dword_ptr(rbx + 0x24), 0)?;
+    a.mov(dword_ptr(rbx + 0x20), 0)?;
+    a.mov(dword_ptr(rbx + 0x70), 0xb)?;
+    for q in 0..queues {
+        let base = rings + u64::from(q) * 0x3000;
+        a.mov(dword_ptr(rbx + 0x30), q)?;
+        a.mov(dword_ptr(rbx + 0x38), 16)?;
+        for (reg, addr) in [(0x80, base), (0x90, base + 0x1000), (0xa0, base + 0x2000)] {
+            a.mov(dword_ptr(rbx + reg), addr as u32)?;
+            a.mov(dword_ptr(rbx + reg + 4), 0)?;
+        }
+        a.mov(dword_ptr(rbx + 0x44), 1)?;
+    }
+    a.mov(dword_ptr(rbx + 0x70), 0xf)
+}
+
+/// Where the virtio-mem driver guest keeps its queue, request and response.
+const MEM_QUEUE: u64 = 0x30_0000;
+const MEM_REQUEST: u64 = 0x30_8000;
+const MEM_RESPONSE: u64 = 0x30_8100;
+
+/// 64-bit guest (CPL0) with a minimal virtio-mem driver for the device at `mmio_base`: it
+/// reports 0xa0, then forever compares the device's `requested_size` with its
+/// `plugged_size` and, when they differ, plugs the blocks after the plugged ones or unplugs
+/// the last ones in one request, then reports the response type (0 = ACK) and the plugged
+/// size in MiB. (The plugged memory itself is not touched.)
+pub fn long_mode_virtio_mem_driver(mmio_base: u64) -> Vec<u8> {
+    long_mode("virtio-mem driver guest", |a| {
+        virtio_bring_up(a, mmio_base, MEM_QUEUE, 1)?;
+        report(a, 0xa0)?;
+        // Descriptors 0 (request, readable, NEXT -> 1) and 1 (response, writable).
+        a.mov(rdi, MEM_QUEUE)?;
+        a.mov(rax, MEM_REQUEST)?;
+        a.mov(qword_ptr(rdi), rax)?;
+        a.mov(dword_ptr(rdi + 8), 24)?;
+        a.mov(dword_ptr(rdi + 12), 0x0001_0001)?; // flags NEXT, next 1
+        a.mov(rax, MEM_RESPONSE)?;
+        a.mov(qword_ptr(rdi + 16), rax)?;
+        a.mov(dword_ptr(rdi + 24), 10)?;
+        a.mov(dword_ptr(rdi + 28), 2)?; // flags WRITE, next 0
+        a.xor(r12d, r12d)?; // requests made
+        let mut poll = a.create_label();
+        let mut shrink = a.create_label();
+        let mut send = a.create_label();
+        let mut wait = a.create_label();
+        a.set_label(&mut poll)?;
+        a.mov(rax, qword_ptr(rbx + 0x100 + 48))?; // requested_size
+        a.mov(rcx, qword_ptr(rbx + 0x100 + 40))?; // plugged_size
+        a.mov(rdx, qword_ptr(rbx + 0x100 + 16))?; // region address
+        a.cmp(rax, rcx)?;
+        a.je(poll)?;
+        a.mov(rdi, MEM_REQUEST)?;
+        a.jb(shrink)?;
+        // Plug (requested - plugged) bytes after the plugged blocks.
+        a.mov(word_ptr(rdi), 0)?;
+        a.sub(rax, rcx)?;
+        a.add(rdx, rcx)?;
+        a.jmp(send)?;
+        a.set_label(&mut shrink)?;
+        // Unplug (plugged - requested) bytes from the requested size on.
+        a.mov(word_ptr(rdi), 1)?;
+        a.sub(rcx, rax)?;
+        a.add(rdx, rax)?;
+        a.mov(rax, rcx)?;
+        a.set_label(&mut send)?;
+        a.mov(qword_ptr(rdi + 8), rdx)?;
+        a.shr(rax, 21)?; // 2 MiB blocks
+        a.mov(word_ptr(rdi + 16), ax)?;
+        // Publish head 0 at avail[r12 % 16], avail.idx = r12 + 1, notify queue 0.
+        a.mov(rdi, MEM_QUEUE + 0x1000)?;
+        a.mov(eax, r12d)?;
+        a.and(eax, 15)?;
+        a.mov(word_ptr(rdi + rax * 2 + 4), 0)?;
+        a.inc(r12d)?;
+        a.mov(word_ptr(rdi + 2), r12w)?;
+        a.mov(dword_ptr(rbx + 0x50), 0)?;
+        a.mov(rdi, MEM_QUEUE + 0x2000)?;
+        a.set_label(&mut wait)?;
+        a.movzx(eax, word_ptr(rdi + 2))?;
+        a.cmp(eax, r12d)?;
+        a.jne(wait)?;
+        a.mov(rdi, MEM_RESPONSE)?;
+        a.movzx(eax, word_ptr(rdi))?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        a.mov(rax, qword_ptr(rbx + 0x100 + 40))?;
+        a.shr(rax, 20)?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        a.jmp(poll)
     })
 }
 

@@ -156,8 +156,9 @@ fn memory_hotplug(vmm: &mut ApiVmm) -> serde_json::Value {
 /// Memory resize through virtio-mem (`desired_ram`), alone and together with vCPUs. The
 /// test guest has no virtio-mem driver, so nothing is ever plugged: `vm.info` shows the
 /// requested size changing and the plugged size (and `memory_actual_size`) staying put.
-/// The device's plug/unplug protocol is covered by the tier-1 tests in
-/// `vmm/src/devices/virtio/mem/tests.rs`.
+/// A guest that does plug is in
+/// `a_guest_with_a_virtio_mem_driver_plugs_and_unplugs_what_vm_resize_asks`, and the
+/// device's protocol in the tier-1 tests in `vmm/src/devices/virtio/mem/tests.rs`.
 #[test]
 fn memory_is_resized_through_virtio_mem() {
     let name = "memory_is_resized_through_virtio_mem";
@@ -335,4 +336,51 @@ fn a_clone_of_a_template_with_hotplug_memory_grows() {
     let mut seen = clone.reports().len();
     next_reports(&mut clone, &mut seen, 1);
     assert_eq!(clone.client.get("vm.info").json()["state"], "Running");
+}
+
+/// Memory resize end to end: a guest with a minimal virtio-mem driver plugs what
+/// `desired_ram` asks for and unplugs it again; `vm.info` follows what the guest plugged
+/// (+256 MiB, then -128 MiB, then back to the boot size).
+#[test]
+fn a_guest_with_a_virtio_mem_driver_plugs_and_unplugs_what_vm_resize_asks() {
+    let name = "a_guest_with_a_virtio_mem_driver_plugs_and_unplugs_what_vm_resize_asks";
+    if !kvm_available(name) {
+        return;
+    }
+    let size = 32 * MIB;
+    let mut vmm = ApiVmm::start();
+    let body_for = |image: &std::path::Path| hotplug_vm(image, 1, size, 512 * MIB);
+    let probe: revenant_vmm::config::VmConfig =
+        serde_json::from_str(&body_for(std::path::Path::new("/x"))).unwrap();
+    // virtio-mem is the only virtio device: the first slot.
+    let base = revenant_vmm::vm::virtio_layout(&probe).unwrap()[0].base;
+    let image = write_guest(
+        vmm.dir.path(),
+        "virtio-mem.bin",
+        &guests::long_mode_virtio_mem_driver(base),
+    );
+    assert_eq!(
+        vmm.client.put("vm.create", Some(&body_for(&image))).status,
+        204
+    );
+    assert_eq!(vmm.client.put("vm.boot", None).status, 204);
+    let mut seen = 0;
+    assert_eq!(next_reports(&mut vmm, &mut seen, 1), vec![0xa0]);
+    for (desired, plugged) in [(256, 256), (128, 128), (0, 0)] {
+        let body = format!(r#"{{"desired_ram":{}}}"#, size + desired * MIB);
+        assert_eq!(resize(&mut vmm, &body), 204);
+        // The guest's request was acknowledged and it now has `plugged` MiB.
+        assert_eq!(
+            next_reports(&mut vmm, &mut seen, 2),
+            vec![0, plugged],
+            "desired +{desired} MiB"
+        );
+        let info = vmm.client.get("vm.info").json();
+        assert_eq!(
+            info["memory_hotplug"]["plugged_size"],
+            plugged * MIB,
+            "{info}"
+        );
+        assert_eq!(info["memory_actual_size"], size + plugged * MIB, "{info}");
+    }
 }
