@@ -359,3 +359,32 @@ fn every_openapi_path_is_served_with_its_method() {
     }
     assert_eq!(vmm.client.put("vmm.shutdown", None).status, 204);
 }
+
+/// `serial.mode: "Pty"`: the guest's output comes out of the pseudo-terminal `vm.info`
+/// names in `serial.file`, as Cloud Hypervisor reports it.
+#[test]
+fn a_pty_console_carries_the_guest_output() {
+    if !kvm_available("a_pty_console_carries_the_guest_output") {
+        return;
+    }
+    let mut vmm = ApiVmm::start();
+    let image = write_guest(vmm.dir.path(), "halt.bin", &guests::real_mode_halt());
+    let body = test_guest_config(&image, "real", 16 << 20, "Pty", "");
+    assert_eq!(vmm.client.put("vm.create", Some(&body)).status, 204);
+    assert_eq!(vmm.client.put("vm.boot", None).status, 204);
+    let info = vmm.client.get("vm.info").json();
+    let path = info["config"]["serial"]["file"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no pty path: {info}"))
+        .to_string();
+    assert!(path.starts_with("/dev/pts/"), "{path}");
+    let mut tty = std::fs::File::open(&path).unwrap();
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !got.ends_with(b"ready\n") {
+        assert!(std::time::Instant::now() < deadline, "got {got:?}");
+        let mut buf = [0u8; 64];
+        let n = std::io::Read::read(&mut tty, &mut buf).unwrap();
+        got.extend_from_slice(&buf[..n]);
+    }
+}

@@ -539,10 +539,7 @@ fn validate_console(field: &str, c: &ConsoleConfig, is_serial: bool) -> Result<(
                 "required when mode is Socket",
             )),
         },
-        ConsoleMode::Pty => Err(ConfigError::new(
-            &format!("{field}.mode"),
-            "Pty is not supported yet",
-        )),
+        ConsoleMode::Pty if is_serial => Ok(()),
         _ => Err(ConfigError::new(
             &format!("{field}.mode"),
             "only Off and Null are supported (virtio-console is not implemented yet; use serial)",

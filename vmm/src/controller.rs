@@ -430,10 +430,14 @@ impl Controller {
     }
 
     pub fn info(&self) -> Result<VmInfo, ControlError> {
-        let config = self
+        let mut config = self
             .config
             .clone()
             .ok_or_else(|| self.wrong_state("report info"))?;
+        // Where a Pty console is, as Cloud Hypervisor reports it: in serial.file.
+        if let Some(path) = self.vm.as_ref().and_then(Vm::serial_pty) {
+            config.serial.file = Some(path.to_path_buf());
+        }
         let memory_hotplug = match &self.vm {
             Some(vm) => vm.memory_hotplug(),
             None => MemoryHotplugInfo::from_config(&config),

@@ -68,6 +68,8 @@ pub(crate) struct Devices {
     pub(crate) virtio_vsock: Option<VirtioVsock>,
     pub(crate) virtio_balloon: Option<super::virtio_balloon::VirtioBalloon>,
     pub(crate) virtio_rng: Option<super::virtio_rng::VirtioRng>,
+    /// The serial console's pseudo-terminal, in Pty mode.
+    pub(crate) serial_pty: Option<std::path::PathBuf>,
     pub(crate) discard: Arc<crate::vstate::discard::GuestDiscard>,
 }
 
@@ -94,7 +96,7 @@ impl Devices {
             ));
         }
         let mut pio = Bus::default();
-        let (serial, input) = build_serial(config, kvm, saved.map(|s| &s.serial))?;
+        let (serial, input, serial_pty) = build_serial(config, kvm, saved.map(|s| &s.serial))?;
         pio.insert(COM1_BASE, COM1_LEN, serial.clone())?;
         pio.insert(
             I8042_BASE,
@@ -217,6 +219,7 @@ impl Devices {
             virtio_balloon,
             virtio_rng,
             discard,
+            serial_pty,
         })
     }
 
@@ -252,14 +255,22 @@ pub struct DevicesState {
     pub virtio_rng: Option<crate::devices::virtio::rng::persist::RngSnapshot>,
 }
 
+/// COM1, its input on the event loop (if any), and its pseudo-terminal's path (Pty mode).
+type SerialParts = (
+    Arc<Mutex<SerialDevice>>,
+    Option<Subscriber>,
+    Option<std::path::PathBuf>,
+);
+
 /// COM1 with its output sink, its irqfd and, when there is one, its input source.
 fn build_serial(
     config: &VmConfig,
     kvm: &KvmVm,
     saved: Option<&crate::devices::serial::persist::SerialSnapshot>,
-) -> Result<(Arc<Mutex<SerialDevice>>, Option<Subscriber>), VmError> {
+) -> Result<SerialParts, VmError> {
     let serial_cfg = &config.serial;
     let mut input = None;
+    let mut pty_path = None;
     let output = match serial_cfg.mode {
         ConsoleMode::Tty => {
             if std::io::stdin().is_terminal() {
@@ -303,6 +314,17 @@ fn build_serial(
             });
             SerialOutput::Socket(console)
         }
+        ConsoleMode::Pty => {
+            let pty = crate::devices::serial::pty::Pty::open().map_err(|e| {
+                ConfigError::new("serial.mode", format!("cannot open a pseudo-terminal: {e}"))
+            })?;
+            let out = pty.master.try_clone().map_err(|e| {
+                ConfigError::new("serial.mode", format!("cannot open a pseudo-terminal: {e}"))
+            })?;
+            pty_path = Some(pty.path.clone());
+            input = Some(InputSource::Pty(pty));
+            SerialOutput::Pty(out)
+        }
         _ => SerialOutput::Sink,
     };
     let irq = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| VmError::Irq {
@@ -321,5 +343,5 @@ fn build_serial(
     }));
     let subscriber = input
         .map(|source| Arc::new(Mutex::new(SerialInput::new(device.clone(), source))) as Subscriber);
-    Ok((device, subscriber))
+    Ok((device, subscriber, pty_path))
 }

@@ -133,6 +133,8 @@ pub struct Vm {
     pub(crate) virtio_vsock: Option<virtio::VirtioVsock>,
     pub(crate) virtio_balloon: Option<virtio_balloon::VirtioBalloon>,
     pub(crate) virtio_rng: Option<virtio_rng::VirtioRng>,
+    /// The serial console's pseudo-terminal (`/dev/pts/N`), in Pty mode.
+    pub(crate) serial_pty: Option<std::path::PathBuf>,
     /// Gives guest pages back to the host (balloon); routed through the RAM-ext engine
     /// while one runs.
     pub(crate) discard: Arc<crate::vstate::discard::GuestDiscard>,
@@ -280,6 +282,7 @@ impl Vm {
             virtio_vsock: devices.virtio_vsock,
             virtio_balloon: devices.virtio_balloon,
             virtio_rng: devices.virtio_rng,
+            serial_pty: devices.serial_pty,
             discard: devices.discard,
             ged: devices.ged,
             cpu_slots: devices.cpu_slots,
@@ -323,6 +326,11 @@ impl Vm {
         if let Some(lp) = &self._event_loop {
             lp.resume();
         }
+    }
+
+    /// The serial console's pseudo-terminal, in Pty mode.
+    pub fn serial_pty(&self) -> Option<&std::path::Path> {
+        self.serial_pty.as_deref()
     }
 
     /// The CPUID profile in force (never `Auto`).

@@ -22,6 +22,8 @@ pub enum InputSource {
         console: Arc<Mutex<SocketConsole>>,
         client: Option<UnixStream>,
     },
+    /// The console's pseudo-terminal (its master side is read).
+    Pty(crate::devices::serial::pty::Pty),
 }
 
 pub struct SerialInput {
@@ -51,7 +53,14 @@ fn read_chunk(reader: &mut impl Read) -> Option<Vec<u8>> {
     match reader.read(&mut buf) {
         Ok(0) => None,
         Ok(n) => Some(buf[..n].to_vec()),
-        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Some(Vec::new()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+            ) =>
+        {
+            Some(Vec::new())
+        }
         Err(e) => {
             tracing::warn!("serial input read failed: {e}");
             None
@@ -64,6 +73,7 @@ impl MutEventSubscriber for SerialInput {
         let result = match &self.source {
             InputSource::Stdin => ops.add(Events::new(&std::io::stdin(), EventSet::IN)),
             InputSource::Socket { listener, .. } => ops.add(Events::new(listener, EventSet::IN)),
+            InputSource::Pty(pty) => ops.add(Events::new(&pty.master, EventSet::IN)),
         };
         if let Err(e) = result {
             tracing::warn!("serial input not available: {e:?}");
@@ -73,6 +83,14 @@ impl MutEventSubscriber for SerialInput {
     fn process(&mut self, events: Events, ops: &mut EventOps) {
         let fd = events.fd();
         match &mut self.source {
+            InputSource::Pty(pty) => match read_chunk(&mut pty.master) {
+                Some(bytes) => self.forward(&bytes),
+                // EIO: no client has the slave open (the VMM's own copy keeps it alive, so
+                // this is rare); stop watching rather than spin.
+                None => {
+                    let _ = ops.remove(events);
+                }
+            },
             InputSource::Stdin => match read_chunk(&mut std::io::stdin()) {
                 Some(bytes) => self.forward(&bytes),
                 None => {

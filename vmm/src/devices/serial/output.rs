@@ -13,6 +13,9 @@ pub enum SerialOutput {
     Stdout,
     File(File),
     Socket(Arc<Mutex<SocketConsole>>),
+    /// The master side of a pseudo-terminal (non-blocking: output nobody reads is dropped
+    /// once the terminal's buffer is full, rather than stopping the vCPU).
+    Pty(File),
     Sink,
 }
 
@@ -32,6 +35,10 @@ impl Write for SerialOutput {
                 c.lock().unwrap_or_else(|p| p.into_inner()).write(buf);
                 Ok(buf.len())
             }
+            SerialOutput::Pty(f) => match f.write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(buf.len()),
+                other => other,
+            },
             SerialOutput::Sink => Ok(buf.len()),
         }
     }
