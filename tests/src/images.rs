@@ -27,3 +27,38 @@ pub fn guest_images() -> Result<HashMap<String, PathBuf>, String> {
         .filter(|(_, p)| p.exists())
         .collect())
 }
+
+/// The lean kernel (ELF vmlinux) and busybox initramfs for a tier-3 test, or None after
+/// printing why the test is skipped: no KVM, a PVM host (where Linux user space cannot run
+/// yet, docs/pvm-notes.md), or images not built.
+pub fn linux_guest(test: &str) -> Option<(PathBuf, PathBuf)> {
+    use crate::skip::{host_is_pvm, kvm_available, skip};
+    if !kvm_available(test) {
+        return None;
+    }
+    if host_is_pvm() {
+        skip(
+            test,
+            "this host's KVM is PVM: the lean kernel boots to init (~57 s) but user space dies, \
+             because SYSCALL from guest CPL3 stays at CPL3 here (docs/pvm-notes.md)",
+        );
+        return None;
+    }
+    let images = match guest_images() {
+        Ok(i) => i,
+        Err(reason) => {
+            skip(test, &reason);
+            return None;
+        }
+    };
+    match (images.get("KERNEL_VMLINUX"), images.get("INITRAMFS")) {
+        (Some(k), Some(i)) => Some((k.clone(), i.clone())),
+        _ => {
+            skip(
+                test,
+                "images/build --print names no KERNEL_VMLINUX and INITRAMFS",
+            );
+            None
+        }
+    }
+}

@@ -6,8 +6,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use revenant_tests::bins::binary;
-use revenant_tests::images::guest_images;
-use revenant_tests::skip::{host_is_pvm, kvm_available, skip};
+use revenant_tests::images::linux_guest;
 
 const MARKER: &str = "REVENANT-READY";
 const BOOT_LIMIT: Duration = Duration::from_secs(180);
@@ -15,36 +14,14 @@ const BOOT_LIMIT: Duration = Duration::from_secs(180);
 #[test]
 fn lean_kernel_boots_to_the_readiness_marker() {
     let name = "lean_kernel_boots_to_the_readiness_marker";
-    if !kvm_available(name) {
+    let Some((kernel, initramfs)) = linux_guest(name) else {
         return;
-    }
-    if host_is_pvm() {
-        // Guest CPL0 code runs in the host's instruction emulator (shared/PVM.md); with the
-        // pvm-safe profile and fallback emulation the kernel now boots, but user space can't
-        // run yet. Issue "Linux guests on this host's PVM KVM" lifts this.
-        skip(
-            name,
-            "this host's KVM is PVM: the lean kernel boots to init (~57 s) but user space dies, \
-             because SYSCALL from guest CPL3 stays at CPL3 here (docs/pvm-notes.md)",
-        );
-        return;
-    }
-    let images = match guest_images() {
-        Ok(i) => i,
-        Err(reason) => return skip(name, &reason),
-    };
-    let (Some(kernel), Some(initramfs)) = (images.get("KERNEL_VMLINUX"), images.get("INITRAMFS"))
-    else {
-        return skip(
-            name,
-            "images/build --print names no KERNEL_VMLINUX and INITRAMFS",
-        );
     };
     let mut child = Command::new(binary("revenant"))
         .arg("--kernel")
-        .arg(kernel)
+        .arg(&kernel)
         .arg("--initramfs")
-        .arg(initramfs)
+        .arg(&initramfs)
         .args([
             "--memory",
             "256M",
