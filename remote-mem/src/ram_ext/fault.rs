@@ -234,14 +234,14 @@ impl FaultServer<'_> {
             pages.update(q, set, clear);
         }
         drop(pages);
-        if !filled.contains(&p) {
-            self.wake(addr);
-        }
+        // Counted before the wake-up, so whoever faulted sees it counted.
         let c = &shared.counters;
         c.bytes_in.fetch_add((n * ps) as u64, Relaxed);
         c.prefetched_pages
             .fetch_add(filled.iter().filter(|&&q| q != p).count() as u64, Relaxed);
         c.record_remote_fault(start.elapsed().as_nanos() as u64);
+        // Prefetched pages had no waiter; a racing fault on one of them finds it resident.
+        self.wake(addr);
         shared.changed.notify_all();
     }
 
@@ -289,9 +289,7 @@ impl FaultServer<'_> {
             }
         }
         drop(pages);
-        if filled == 0 {
-            self.wake(dst);
-        }
+        self.wake(dst);
         shared.changed.notify_all();
     }
 }

@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 use userfaultfd::Uffd;
 
 /// Copies `len` bytes from `src` to the registered, missing range at `dst`, mapped
-/// write-protected when `write_protect`, and wakes the threads waiting on the range. Returns
+/// write-protected when `write_protect`, without waking the threads waiting on it. Returns
 /// the bytes copied (a short copy means a page in the range was present already: EEXIST).
 ///
 /// # Safety
@@ -21,11 +21,13 @@ pub unsafe fn copy_pages(
     len: usize,
     write_protect: bool,
 ) -> io::Result<usize> {
+    // Never wakes the faulting thread: the caller records the page as resident first and
+    // wakes it then, so nothing the guest does next can find the page mapped but unrecorded.
     let wp = if write_protect {
         userfaultfd_sys::UFFDIO_COPY_MODE_WP
     } else {
         0
-    };
+    } | userfaultfd_sys::UFFDIO_COPY_MODE_DONTWAKE;
     let mut copy = userfaultfd_sys::uffdio_copy {
         dst: dst as u64,
         src: src as u64,
