@@ -388,3 +388,85 @@ fn a_pty_console_carries_the_guest_output() {
         got.extend_from_slice(&buf[..n]);
     }
 }
+
+#[test]
+fn disks_join_and_leave_before_boot_and_vfio_is_refused() {
+    if !kvm_available("disks_join_and_leave_before_boot_and_vfio_is_refused") {
+        return;
+    }
+    let mut vmm = ApiVmm::start();
+    let image = vmm.dir.path().join("data.img");
+    std::fs::write(&image, vec![0u8; 1 << 20]).unwrap();
+    // Before vm.create there is no configuration to add to.
+    let disk = format!(
+        r#"{{"path":"{}","readonly":true,"image_type":"Raw","vhost_user":false,"num_queues":1,"queue_size":128,"iommu":false,"direct":false}}"#,
+        image.display()
+    );
+    let r = vmm.client.put("vm.add-disk", Some(&disk));
+    assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
+
+    assert_eq!(
+        vmm.client
+            .put("vm.create", Some(&hello_config(&vmm)))
+            .status,
+        204
+    );
+    assert_eq!(vmm.client.put("vm.add-disk", Some(&disk)).status, 204);
+    let named = format!(r#"{{"path":"{}","id":"scratch"}}"#, image.display());
+    assert_eq!(vmm.client.put("vm.add-disk", Some(&named)).status, 204);
+    let ids = |vmm: &mut ApiVmm| -> Vec<String> {
+        let info = vmm.client.get("vm.info").json();
+        info["config"]["disks"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|d| d["id"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(ids(&mut vmm), ["disk0", "scratch"]);
+    // The same id twice, a missing file: 400 naming the field; nothing changes.
+    let r = vmm.client.put("vm.add-disk", Some(&named));
+    assert_eq!(
+        (r.status, r.json()["field"].as_str()),
+        (400, Some("disks[2].id"))
+    );
+    let missing = r#"{"path":"/nonexistent/disk.img"}"#;
+    let r = vmm.client.put("vm.add-disk", Some(missing));
+    assert_eq!(
+        (r.status, r.json()["field"].as_str()),
+        (400, Some("disks[2].path"))
+    );
+    assert_eq!(ids(&mut vmm), ["disk0", "scratch"]);
+
+    let r = vmm
+        .client
+        .put("vm.remove-device", Some(r#"{"id":"disk0"}"#));
+    assert_eq!(r.status, 204);
+    assert_eq!(ids(&mut vmm), ["scratch"]);
+    let r = vmm
+        .client
+        .put("vm.remove-device", Some(r#"{"id":"disk0"}"#));
+    assert_eq!((r.status, r.json()["field"].as_str()), (400, Some("id")));
+
+    let r = vmm.client.put(
+        "vm.add-device",
+        Some(r#"{"path":"/sys/bus/pci/devices/0000:01:00.0","iommu":false}"#),
+    );
+    assert_eq!((r.status, r.json()["field"].as_str()), (400, Some("path")));
+    assert!(r.json()["reason"].as_str().unwrap().contains("VFIO"));
+
+    // The disk configured before boot is the booted VM's; hot-plug is not there yet.
+    assert_eq!(vmm.client.put("vm.boot", None).status, 204);
+    assert_eq!(ids(&mut vmm), ["scratch"]);
+    let r = vmm.client.put("vm.add-disk", Some(&disk));
+    assert_eq!(r.status, 409);
+    assert!(r.json()["reason"].as_str().unwrap().contains("virtio-pci"));
+    assert_eq!(
+        vmm.client
+            .put("vm.remove-device", Some(r#"{"id":"scratch"}"#))
+            .status,
+        409
+    );
+}

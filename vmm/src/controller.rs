@@ -1,5 +1,7 @@
 //! The VM lifecycle behind the API and the CLI: which request is allowed in which state.
 
+mod devices;
+
 use std::sync::mpsc::Sender;
 
 use serde::Serialize;

@@ -11,8 +11,8 @@ use axum::{Json, Router};
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use super::body;
 use super::error::ApiError;
+use super::{body, device_handlers};
 use crate::config::VmConfig;
 use crate::controller::Controller;
 
@@ -24,7 +24,7 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    fn controller(&self) -> MutexGuard<'_, Controller> {
+    pub(super) fn controller(&self) -> MutexGuard<'_, Controller> {
         self.controller.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -49,6 +49,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/vm.power-button", put(vm_power_button))
         .route("/api/v1/vm.resize", put(vm_resize))
         .route("/api/v1/vm.save-working-set", put(vm_save_working_set))
+        .route("/api/v1/vm.add-disk", put(device_handlers::vm_add_disk))
+        .route("/api/v1/vm.add-device", put(device_handlers::vm_add_device))
+        .route(
+            "/api/v1/vm.remove-device",
+            put(device_handlers::vm_remove_device),
+        )
         .fallback(unknown_endpoint)
         .with_state(state)
 }
@@ -163,7 +169,7 @@ async fn vm_restore(State(state): State<ApiState>, raw: Bytes) -> ApiResult {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn warn_ignored(action: &str, ignored: &[String]) {
+pub(super) fn warn_ignored(action: &str, ignored: &[String]) {
     if !ignored.is_empty() {
         tracing::warn!("{action}: ignoring unknown fields: {}", ignored.join(", "));
     }

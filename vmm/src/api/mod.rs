@@ -3,6 +3,8 @@
 //! exactly what is implemented.
 
 pub mod body;
+mod device_handlers;
 pub mod error;
+pub mod fd_passing;
 pub mod handlers;
 pub mod server;

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+use super::fd_passing::{ConnFds, FdListener};
 use super::handlers::{router, ApiState};
 use crate::controller::Controller;
 
@@ -46,10 +47,15 @@ pub fn serve(socket: &Path, controller: Arc<Mutex<Controller>>) -> Result<(), Ap
             controller,
             shutdown: shutdown.clone(),
         });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.notified().await })
-            .await
-            .map_err(ApiServerError::Serve)
+        // Connections are read with recvmsg, so fds kata passes (vm.add-net's tap) arrive.
+        let listener = FdListener(listener);
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<ConnFds>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.notified().await })
+        .await
+        .map_err(ApiServerError::Serve)
     })?;
     let _ = std::fs::remove_file(socket);
     Ok(())
