@@ -15,6 +15,7 @@ pub mod blk;
 pub mod chain;
 pub mod mem;
 pub mod mmio;
+pub mod net;
 pub mod persist;
 pub mod restore;
 pub mod rng;
