@@ -126,12 +126,15 @@ impl Block {
         };
         let event_idx = active.queue.event_idx_enabled();
         let mut used_any = false;
+        let mut retrying = false;
         loop {
             if event_idx {
                 // Tell the driver not to notify while we are draining anyway.
                 let _ = active.queue.disable_notification(&active.mem);
             }
+            let mut took = false;
             while let Some(chain) = active.queue.pop_descriptor_chain(&active.mem) {
+                took = true;
                 let head = chain.head_index();
                 let len = answer(
                     self.disk.as_mut(),
@@ -151,11 +154,22 @@ impl Block {
                     ),
                 }
             }
+            // The queue said there was more, yet yields nothing: the driver's available
+            // index is more than a queue's worth ahead, which the queue refuses. Draining
+            // again would spin the event loop forever.
+            if retrying && !took {
+                tracing::debug!(
+                    "virtio-blk {}: available index out of range; waiting for the next notification",
+                    self.options.id
+                );
+                break;
+            }
             // With EVENT_IDX, re-enabling notifications can race with a driver adding more
             // requests; enable_notification says so, and we drain again.
             if !event_idx || !matches!(active.queue.enable_notification(&active.mem), Ok(true)) {
                 break;
             }
+            retrying = true;
         }
         if used_any && active.queue.needs_notification(&active.mem).unwrap_or(true) {
             active.interrupt.signal_used_queue();
