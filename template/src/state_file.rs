@@ -31,7 +31,8 @@ use serde::Serialize;
 pub const STATE_MAGIC: [u8; 8] = *b"RVNTSTAT";
 /// The only state file format version this build reads and writes.
 /// Version 2: the device state carries virtio-blk and virtio-mem transports and queues.
-pub const STATE_FORMAT_VERSION: u32 = 3;
+/// Version 3: the virtio-balloon and virtio-rng devices too. Version 4: virtio-net devices.
+pub const STATE_FORMAT_VERSION: u32 = 4;
 /// Size of the fixed header in front of the payload.
 pub const STATE_HEADER_LEN: usize = 32;
 /// Largest state file read: VM state is a few KiB per vCPU and device, so anything near this is

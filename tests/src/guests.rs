@@ -850,6 +850,121 @@ pub fn long_mode_virtio_mem_driver(mmio_base: u64) -> Vec<u8> {
     })
 }
 
+/// Where the virtio-net driver guest keeps its queues (rx, then tx) and buffers.
+const NET_QUEUES: u64 = 0x30_0000;
+const NET_TX_BUF: u64 = 0x31_0000;
+const NET_RX_BUF: u64 = 0x31_1000;
+const NET_RX_BUF_LEN: u32 = 2048;
+/// The EtherType the net guest and its test use (IEEE local experimental), so frames the
+/// host's own stack sends on the tap are told apart.
+pub const NET_TEST_ETHERTYPE: u16 = 0x88b5;
+/// First four payload bytes of the frame the net guest sends.
+pub const NET_GUEST_PAYLOAD: u32 = 0x544e_5652; // "RVNT" little endian
+/// Length of the frame the net guest sends, without its 12-byte virtio-net header.
+pub const NET_GUEST_FRAME_LEN: usize = 60;
+
+/// 64-bit guest (CPL0) with a minimal virtio-net driver for the virtio-mmio device at
+/// `mmio_base` (VERSION_1 only, rx queue 0, tx queue 1): it posts one rx buffer, sends one
+/// broadcast frame of [`NET_GUEST_FRAME_LEN`] bytes from its MAC (read from the
+/// configuration space) with EtherType [`NET_TEST_ETHERTYPE`] and payload starting with
+/// [`NET_GUEST_PAYLOAD`], reports 0xa0, waits for the device to return the tx chain and
+/// reports 0xa1; then takes received frames (reposting the buffer for any other EtherType)
+/// until one with [`NET_TEST_ETHERTYPE`] arrives, reports its first payload dword and its
+/// used length (header included), reports 0xd0 and idles.
+pub fn long_mode_net_driver(mmio_base: u64) -> Vec<u8> {
+    long_mode("virtio-net driver guest", |a| {
+        let (rx_desc, rx_avail, rx_used) = (NET_QUEUES, NET_QUEUES + 0x1000, NET_QUEUES + 0x2000);
+        let tx = NET_QUEUES + 0x3000;
+        let (tx_desc, tx_avail, tx_used) = (tx, tx + 0x1000, tx + 0x2000);
+        virtio_bring_up(a, mmio_base, NET_QUEUES, 2)?;
+        // rx descriptor 0: the buffer, device-writable; avail ring: head 0, idx 1.
+        a.mov(rdi, rx_desc)?;
+        a.mov(rax, NET_RX_BUF)?;
+        a.mov(qword_ptr(rdi), rax)?;
+        a.mov(dword_ptr(rdi + 8), NET_RX_BUF_LEN)?;
+        a.mov(dword_ptr(rdi + 12), 2)?; // VIRTQ_DESC_F_WRITE
+        a.mov(rdi, rx_avail)?;
+        a.mov(word_ptr(rdi + 4), 0)?;
+        a.mov(word_ptr(rdi + 2), 1)?;
+        a.mov(dword_ptr(rbx + 0x50), 0)?;
+        // The tx frame: a zero virtio-net header, then broadcast, src patched below.
+        let mut frame = vec![0u8; 12];
+        frame.extend_from_slice(&[0xff; 6]);
+        frame.extend_from_slice(&[0; 6]);
+        frame.extend_from_slice(&NET_TEST_ETHERTYPE.to_be_bytes());
+        frame.extend_from_slice(&NET_GUEST_PAYLOAD.to_le_bytes());
+        frame.resize(12 + NET_GUEST_FRAME_LEN, 0x5a);
+        a.mov(rdi, NET_TX_BUF)?;
+        for (i, chunk) in frame.chunks(8).enumerate() {
+            let mut q = [0u8; 8];
+            q[..chunk.len()].copy_from_slice(chunk);
+            a.mov(rax, u64::from_le_bytes(q))?;
+            a.mov(qword_ptr(rdi + (i * 8) as i32), rax)?;
+        }
+        // Source MAC from the configuration space (0x100: mac[6]).
+        a.mov(eax, dword_ptr(rbx + 0x100))?;
+        a.mov(dword_ptr(rdi + 18), eax)?;
+        a.movzx(eax, word_ptr(rbx + 0x104))?;
+        a.mov(word_ptr(rdi + 22), ax)?;
+        // tx descriptor 0: the frame, device-readable; avail: head 0, idx 1; notify queue 1.
+        a.mov(rdi, tx_desc)?;
+        a.mov(rax, NET_TX_BUF)?;
+        a.mov(qword_ptr(rdi), rax)?;
+        a.mov(dword_ptr(rdi + 8), frame.len() as u32)?;
+        a.mov(dword_ptr(rdi + 12), 0)?;
+        a.mov(rdi, tx_avail)?;
+        a.mov(word_ptr(rdi + 4), 0)?;
+        a.mov(word_ptr(rdi + 2), 1)?;
+        a.mov(dword_ptr(rbx + 0x50), 1)?;
+        report(a, 0xa0)?;
+        a.mov(rdi, tx_used)?;
+        let mut sent = a.create_label();
+        a.set_label(&mut sent)?;
+        a.movzx(eax, word_ptr(rdi + 2))?;
+        a.cmp(eax, 1)?;
+        a.jne(sent)?;
+        report(a, 0xa1)?;
+        // r12: the used index that means "the posted buffer came back".
+        a.mov(r12d, 1)?;
+        let mut wait = a.create_label();
+        let mut ours = a.create_label();
+        a.set_label(&mut wait)?;
+        a.mov(rdi, rx_used)?;
+        a.movzx(eax, word_ptr(rdi + 2))?;
+        a.cmp(eax, r12d)?;
+        a.jb(wait)?;
+        // EtherType, as read little-endian from the wire's big-endian bytes.
+        a.mov(rsi, NET_RX_BUF)?;
+        a.movzx(eax, word_ptr(rsi + 24))?;
+        a.cmp(eax, u32::from(NET_TEST_ETHERTYPE.swap_bytes()))?;
+        a.je(ours)?;
+        // Someone else's frame: post the buffer again (avail ring slot r12 % 16).
+        a.mov(rdi, rx_avail)?;
+        a.mov(eax, r12d)?;
+        a.and(eax, 15)?;
+        a.mov(word_ptr(rdi + rax * 2 + 4), 0)?;
+        a.inc(r12d)?;
+        a.mov(word_ptr(rdi + 2), r12w)?;
+        a.mov(dword_ptr(rbx + 0x50), 0)?;
+        a.jmp(wait)?;
+        a.set_label(&mut ours)?;
+        a.mov(eax, dword_ptr(rsi + 26))?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        // The used element of index r12 - 1: len at used + 4 + 8 * slot + 4.
+        a.mov(eax, r12d)?;
+        a.dec(eax)?;
+        a.and(eax, 15)?;
+        a.mov(rdi, rx_used)?;
+        a.mov(eax, dword_ptr(rdi + rax * 8 + 8))?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        report(a, 0xd0)?;
+        let mut idle = a.create_label();
+        a.set_label(&mut idle)?;
+        a.hlt()?;
+        a.jmp(idle)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,5 +9,6 @@ pub mod guests;
 pub mod images;
 pub mod memd;
 pub mod skip;
+pub mod tap;
 pub mod virtio_blk;
 pub mod vmm_process;

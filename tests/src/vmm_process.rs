@@ -176,6 +176,27 @@ impl ApiVmm {
             .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
             .unwrap_or_default()
     }
+
+    /// Waits (up to 60 s) until the guest reported `n` more values than `seen`; returns
+    /// the new ones and moves `seen` past them.
+    pub fn next_reports(&mut self, seen: &mut usize, n: usize) -> Vec<u64> {
+        let start = Instant::now();
+        loop {
+            let r = self.reports();
+            if r.len() >= *seen + n {
+                let new = r[*seen..*seen + n].to_vec();
+                *seen += n;
+                return new;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "got {:?}; stderr:\n{}",
+                &r[*seen..],
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 /// Names of process `pid`'s vCPU threads (`vcpuN`, as kata finds them), sorted.

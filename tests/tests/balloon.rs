@@ -2,34 +2,12 @@
 //! `balloon`, a guest with a minimal balloon driver, `vm.resize {desired_balloon}` to ask
 //! for pages, and `vm.counters`/`vm.info` to see what the guest gave back.
 
-use std::time::{Duration, Instant};
-
 use revenant_tests::guests::{self, BALLOON_GUEST_PAGES};
 use revenant_tests::skip::kvm_available;
 use revenant_tests::vmm_process::{test_guest_config, write_guest, ApiVmm};
 use revenant_vmm::config::VmConfig;
 
 const MEMORY: u64 = 32 << 20;
-
-/// Waits until the guest reported `n` more values than `seen`, returns the new ones.
-fn next_reports(vmm: &mut ApiVmm, seen: &mut usize, n: usize) -> Vec<u64> {
-    let start = Instant::now();
-    loop {
-        let r = vmm.reports();
-        if r.len() >= *seen + n {
-            let new = r[*seen..*seen + n].to_vec();
-            *seen += n;
-            return new;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "got {:?}; stderr:\n{}",
-            &r[*seen..],
-            vmm.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn a_guest_inflating_its_balloon_gives_pages_back_to_the_host() {
@@ -62,7 +40,7 @@ fn a_guest_inflating_its_balloon_gives_pages_back_to_the_host() {
     );
     assert_eq!(vmm.client.put("vm.boot", None).status, 204);
     let mut seen = 0;
-    assert_eq!(next_reports(&mut vmm, &mut seen, 1), vec![0xa0]);
+    assert_eq!(vmm.next_reports(&mut seen, 1), vec![0xa0]);
 
     // Bad requests name the field; nothing reaches the guest.
     for bad in [
@@ -87,7 +65,7 @@ fn a_guest_inflating_its_balloon_gives_pages_back_to_the_host() {
     );
     assert_eq!(r.status, 204);
     assert_eq!(
-        next_reports(&mut vmm, &mut seen, 3),
+        vmm.next_reports(&mut seen, 3),
         vec![want, want, 0xd0],
         "num_pages seen, pages reading zero, done"
     );

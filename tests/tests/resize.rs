@@ -1,8 +1,6 @@
 //! vCPU hot-plug through `vm.resize` (kata calls it on every container create): the ACPI CPU
 //! hotplug controller and GED, driven by a test guest that handles them as an OS would.
 
-use std::time::{Duration, Instant};
-
 use revenant_tests::guests;
 use revenant_tests::skip::{host_is_pvm, kvm_available, skip};
 use revenant_tests::vmm_process::{write_guest, ApiVmm};
@@ -11,25 +9,6 @@ const GED_CPU: u64 = 1;
 const ENABLED: u64 = 1;
 const INSERTING: u64 = 2;
 const REMOVING: u64 = 4;
-
-/// Waits until the guest reported `n` more values than `seen`, returns the new ones.
-fn next_reports(vmm: &mut ApiVmm, seen: &mut usize, n: usize) -> Vec<u64> {
-    let start = Instant::now();
-    loop {
-        let r = vmm.reports();
-        if r.len() >= *seen + n {
-            let new = r[*seen..*seen + n].to_vec();
-            *seen += n;
-            return new;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "got {:?}",
-            &r[*seen..]
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 fn resize(vmm: &mut ApiVmm, body: &str) -> u16 {
     vmm.client.put("vm.resize", Some(body)).status
@@ -53,7 +32,7 @@ fn vcpus_are_hot_plugged_and_unplugged_through_acpi() {
     assert_eq!(vmm.client.put("vm.create", Some(&body)).status, 204);
     assert_eq!(vmm.client.put("vm.boot", None).status, 204);
     let mut seen = 0;
-    assert_eq!(next_reports(&mut vmm, &mut seen, 1), vec![0xa0]);
+    assert_eq!(vmm.next_reports(&mut seen, 1), vec![0xa0]);
 
     // Bad sizes are refused naming the field; the same size again is a no-op success.
     for bad in [
@@ -73,7 +52,7 @@ fn vcpus_are_hot_plugged_and_unplugged_through_acpi() {
 
     // 1 -> 4: three vCPUs created, announced as inserting.
     assert_eq!(resize(&mut vmm, r#"{"desired_vcpus":4}"#), 204);
-    let r = next_reports(&mut vmm, &mut seen, 5);
+    let r = vmm.next_reports(&mut seen, 5);
     assert_eq!(
         r,
         vec![
@@ -95,7 +74,7 @@ fn vcpus_are_hot_plugged_and_unplugged_through_acpi() {
 
     // 4 -> 2: vCPUs 2 and 3 announced as removing (the guest acknowledged the inserts).
     assert_eq!(resize(&mut vmm, r#"{"desired_vcpus":2}"#), 204);
-    let r = next_reports(&mut vmm, &mut seen, 5);
+    let r = vmm.next_reports(&mut seen, 5);
     assert_eq!(
         r,
         vec![
@@ -113,7 +92,7 @@ fn vcpus_are_hot_plugged_and_unplugged_through_acpi() {
 
     // 2 -> 3: the guest ejected 2 and 3; vCPU 2 comes back (its KVM vCPU is reused), 3 stays out.
     assert_eq!(resize(&mut vmm, r#"{"desired_vcpus":3}"#), 204);
-    let r = next_reports(&mut vmm, &mut seen, 5);
+    let r = vmm.next_reports(&mut seen, 5);
     assert_eq!(
         r,
         vec![
@@ -180,7 +159,7 @@ fn memory_is_resized_through_virtio_mem() {
     assert_eq!(memory_hotplug(&mut vmm)["requested_size"], 64 * MIB);
     assert_eq!(vmm.client.put("vm.boot", None).status, 204);
     let mut seen = 0;
-    assert_eq!(next_reports(&mut vmm, &mut seen, 1), vec![0xa0]);
+    assert_eq!(vmm.next_reports(&mut seen, 1), vec![0xa0]);
 
     let info = vmm.client.get("vm.info").json();
     assert_eq!(info["config"]["memory"]["size"], size);
@@ -314,7 +293,7 @@ fn a_clone_of_a_template_with_hotplug_memory_grows() {
     assert_eq!(template.client.put("vm.create", Some(&body)).status, 204);
     assert_eq!(template.client.put("vm.boot", None).status, 204);
     let mut seen = 0;
-    next_reports(&mut template, &mut seen, 1);
+    template.next_reports(&mut seen, 1);
     assert_eq!(template.client.put("vm.pause", None).status, 204);
     let dir = template.dir.path().join("template");
     let url = format!(r#"{{"destination_url":"file://{}"}}"#, dir.display());
@@ -334,7 +313,7 @@ fn a_clone_of_a_template_with_hotplug_memory_grows() {
     assert_eq!(memory_hotplug(&mut clone)["requested_size"], 128 * MIB);
     assert_eq!(clone.client.put("vm.resume", None).status, 204);
     let mut seen = clone.reports().len();
-    next_reports(&mut clone, &mut seen, 1);
+    clone.next_reports(&mut seen, 1);
     assert_eq!(clone.client.get("vm.info").json()["state"], "Running");
 }
 
@@ -365,13 +344,13 @@ fn a_guest_with_a_virtio_mem_driver_plugs_and_unplugs_what_vm_resize_asks() {
     );
     assert_eq!(vmm.client.put("vm.boot", None).status, 204);
     let mut seen = 0;
-    assert_eq!(next_reports(&mut vmm, &mut seen, 1), vec![0xa0]);
+    assert_eq!(vmm.next_reports(&mut seen, 1), vec![0xa0]);
     for (desired, plugged) in [(256, 256), (128, 128), (0, 0)] {
         let body = format!(r#"{{"desired_ram":{}}}"#, size + desired * MIB);
         assert_eq!(resize(&mut vmm, &body), 204);
         // The guest's request was acknowledged and it now has `plugged` MiB.
         assert_eq!(
-            next_reports(&mut vmm, &mut seen, 2),
+            vmm.next_reports(&mut seen, 2),
             vec![0, plugged],
             "desired +{desired} MiB"
         );

@@ -7,8 +7,8 @@ use clap::Parser;
 use crate::boot::cpuid::CpuProfile;
 use crate::boot::test_guest::TestGuestMode;
 use crate::config::{
-    BalloonConfig, ConsoleConfig, ConsoleMode, CpusConfig, DiskConfig, MemoryConfig, PayloadConfig,
-    RngConfig, TestGuestConfig, VmConfig, VsockConfig,
+    BalloonConfig, ConsoleConfig, ConsoleMode, CpusConfig, DiskConfig, MemoryConfig, NetConfig,
+    PayloadConfig, RngConfig, TestGuestConfig, VmConfig, VsockConfig,
 };
 
 const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1";
@@ -111,6 +111,13 @@ pub struct Cli {
     #[arg(long, value_parser = parse_rng, value_name = "SPEC")]
     pub rng: Option<RngConfig>,
 
+    /// A virtio-net device on a host tap (repeatable), Cloud Hypervisor style:
+    /// `tap=NAME` (created if missing; needs CAP_NET_ADMIN) plus optional `mac=MAC`
+    /// (a random local address otherwise) and `id=NAME`.
+    /// Example: --net tap=tap0,mac=52:54:00:12:34:56
+    #[arg(long, value_parser = parse_net, value_name = "SPEC")]
+    pub net: Vec<NetConfig>,
+
     /// CPUID the guest sees: `auto` (pvm-safe on a PVM host, else host), `host`, or
     /// `pvm-safe` (hides XSAVE, SSE3+/AVX, POPCNT, CX16, BMI, SMAP/SMEP, PCID, RDTSCP, ...
     /// whose instructions a PVM host cannot emulate in guest kernel mode).
@@ -167,6 +174,7 @@ impl Cli {
             vsock: self.vsock.clone(),
             balloon: self.balloon.clone(),
             rng: self.rng.clone(),
+            net: self.net.clone(),
         }
     }
 }
@@ -269,6 +277,26 @@ fn parse_rng(s: &str) -> Result<RngConfig, String> {
         }
     }
     Ok(rng)
+}
+
+/// `tap=NAME[,mac=MAC][,id=NAME]`.
+fn parse_net(s: &str) -> Result<NetConfig, String> {
+    let mut net = NetConfig {
+        num_queues: 2,
+        ..Default::default()
+    };
+    for (key, value) in key_values(s)? {
+        match key {
+            "tap" => net.tap = Some(value.to_string()),
+            "mac" => net.mac = Some(value.parse().map_err(|e| format!("mac={value}: {e}"))?),
+            "id" => net.id = Some(value.to_string()),
+            _ => return Err(format!("unknown net option `{key}` (tap, mac, id)")),
+        }
+    }
+    if net.tap.is_none() {
+        return Err("tap=NAME is required".into());
+    }
+    Ok(net)
 }
 
 pub fn parse_size(s: &str) -> Result<u64, String> {

@@ -13,10 +13,12 @@ use crate::vstate::memory::PAGE_SIZE;
 mod balloon;
 mod disks;
 mod hotplug;
+mod net;
 mod rng;
 mod vsock;
 pub use balloon::BalloonConfig;
 pub use disks::{DiskConfig, RemoteSwapConfig, MAX_DISKS};
+pub use net::{NetConfig, TapFd};
 pub use rng::RngConfig;
 pub use vsock::{validate as validate_vsock, VsockConfig};
 
@@ -60,6 +62,9 @@ pub struct VmConfig {
     /// virtio-rng (Cloud Hypervisor's `rng`): entropy from a host file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rng: Option<RngConfig>,
+    /// virtio-net devices on taps (Cloud Hypervisor's `net`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub net: Vec<NetConfig>,
 }
 
 /// A VM-level sleep state.
@@ -355,11 +360,16 @@ impl VmConfig {
         if let Some(r) = &self.rng {
             rng::validate(r)?;
         }
+        let disk_ids: Vec<String> = (self.disks.iter().enumerate())
+            .map(|(i, d)| d.id_or_default(i))
+            .collect();
+        net::validate(&self.net, &disk_ids)?;
         if self.virtio_device_count() > MAX_DISKS {
             return Err(ConfigError::new(
-                match (&self.rng, &self.balloon) {
-                    (Some(_), _) => "rng",
-                    (None, Some(_)) => "balloon",
+                match (&self.net.last(), &self.rng, &self.balloon) {
+                    (Some(_), _, _) => "net",
+                    (None, Some(_), _) => "rng",
+                    (None, None, Some(_)) => "balloon",
                     _ => "memory.hotplug_size",
                 },
                 format!(
@@ -378,6 +388,7 @@ impl VmConfig {
             + usize::from(self.memory.hotplug_region_size() > 0)
             + usize::from(self.balloon.is_some())
             + usize::from(self.rng.is_some())
+            + self.net.len()
     }
 
     fn validate_cpus(&self) -> Result<(), ConfigError> {

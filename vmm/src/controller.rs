@@ -165,7 +165,15 @@ impl Controller {
         };
         self.generation += 1;
         let exit = ExitSignal::new(self.exits.clone(), self.generation);
-        self.vm = Some(Vm::boot(config, exit)?);
+        let vm = Vm::boot(config, exit)?;
+        // Cards without a configured MAC got a random one: keep it in the config, so
+        // vm.info shows it, a reboot keeps it and a template's clones start from it.
+        if let Some(config) = self.config.as_mut() {
+            for (cfg, dev) in config.net.iter_mut().zip(vm.net_info()) {
+                cfg.mac = cfg.mac.or_else(|| dev.mac.parse().ok());
+            }
+        }
+        self.vm = Some(vm);
         self.state = VmState::Running;
         self.last_exit = None;
         self.sleep = None;

@@ -85,6 +85,7 @@ impl Vm {
                 virtio_vsock: self.virtio_vsock.as_ref().map(|d| d.snapshot()),
                 virtio_balloon: self.virtio_balloon.as_ref().map(|d| d.snapshot()),
                 virtio_rng: self.virtio_rng.as_ref().map(|d| d.snapshot()),
+                virtio_net: self.virtio_net.iter().map(|d| d.snapshot()).collect(),
             },
             cpu_profile: self.cpu_profile,
             has_pit: self.has_pit,

@@ -1,15 +1,17 @@
-//! Handlers of the device requests kata sends: `vm.add-disk`, `vm.add-device` (VFIO) and
-//! `vm.remove-device`.
+//! Handlers of the device requests kata sends: `vm.add-disk`, `vm.add-net` (with its tap
+//! fd passed by SCM_RIGHTS), `vm.add-device` (VFIO) and `vm.remove-device`.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::body;
 use super::error::ApiError;
+use super::fd_passing::ConnFds;
 use super::handlers::{warn_ignored, ApiState};
-use crate::config::DiskConfig;
+use crate::config::{DiskConfig, NetConfig, TapFd};
+use crate::devices::virtio::net::Tap;
 
 type ApiResult = Result<Response, ApiError>;
 
@@ -20,6 +22,46 @@ pub async fn vm_add_disk(State(state): State<ApiState>, raw: Bytes) -> ApiResult
     warn_ignored("vm.add-disk", &ignored);
     let id = state.controller().add_disk(disk)?;
     tracing::info!("disk {id} added to the VM configuration");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `vm.add-net`: Cloud Hypervisor's `NetConfig`. kata passes the tap as an fd with the
+/// request (one per queue pair: one here) and sends `"tap": ""`; a named tap needs none.
+/// Before boot the card joins the configuration: 204.
+pub async fn vm_add_net(
+    State(state): State<ApiState>,
+    ConnectInfo(conn): ConnectInfo<ConnFds>,
+    raw: Bytes,
+) -> ApiResult {
+    // Taken first, so the fds of a refused request are closed rather than left for the
+    // next request on the connection.
+    let mut fds = conn.take_all();
+    let (mut net, ignored) = body::parse::<NetConfig>(&raw)?;
+    warn_ignored("vm.add-net", &ignored);
+    if fds.len() > 1 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "fds",
+            format!(
+                "{} tap fds passed; Revenant's virtio-net has one queue pair, so one fd",
+                fds.len()
+            ),
+        ));
+    }
+    if let Some(fd) = fds.pop() {
+        // Checked now (a duplicate, adopted and dropped), so a wrong fd fails this request
+        // rather than the boot.
+        let probe = fd
+            .try_clone()
+            .map_err(|e| e.to_string())
+            .and_then(|dup| Tap::from_fd(dup).map_err(|e| e.to_string()));
+        if let Err(reason) = probe {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "fds", reason));
+        }
+        net.fd = Some(TapFd(std::sync::Arc::new(fd)));
+    }
+    let id = state.controller().add_net(net)?;
+    tracing::info!("network card {id} added to the VM configuration");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -50,6 +50,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/vm.resize", put(vm_resize))
         .route("/api/v1/vm.save-working-set", put(vm_save_working_set))
         .route("/api/v1/vm.add-disk", put(device_handlers::vm_add_disk))
+        .route("/api/v1/vm.add-net", put(device_handlers::vm_add_net))
         .route("/api/v1/vm.add-device", put(device_handlers::vm_add_device))
         .route(
             "/api/v1/vm.remove-device",
@@ -156,6 +157,9 @@ struct RestoreRequest {
     /// Revenant extension: the clone's own vsock CID and socket path.
     #[serde(default)]
     vsock: Option<crate::config::VsockConfig>,
+    /// Revenant extension: each network card's own tap (and MAC) in the clone.
+    #[serde(default)]
+    net: Vec<crate::clone_identity::NetIdentity>,
 }
 
 async fn vm_restore(State(state): State<ApiState>, raw: Bytes) -> ApiResult {
@@ -164,7 +168,10 @@ async fn vm_restore(State(state): State<ApiState>, raw: Bytes) -> ApiResult {
     state.controller().restore(
         &req.source_url,
         req.memory_restore_mode,
-        &crate::clone_identity::CloneIdentity { vsock: req.vsock },
+        &crate::clone_identity::CloneIdentity {
+            vsock: req.vsock,
+            net: req.net,
+        },
     )?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

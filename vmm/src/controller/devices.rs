@@ -1,10 +1,10 @@
-//! Adding and removing devices through the API (`vm.add-disk`, `vm.remove-device`), as kata
-//! does it: before boot the device joins (or leaves) the VM's configuration and the answer
+//! Adding and removing devices through the API (`vm.add-disk`, `vm.add-net`,
+//! `vm.remove-device`), as kata does it: before boot the device joins (or leaves) the VM's configuration and the answer
 //! is 204; a booted VM would need virtio-pci hot-plug, which is refused clearly until it
 //! exists.
 
 use super::{ControlError, Controller, VmState};
-use crate::config::{DiskConfig, VmConfig};
+use crate::config::{DiskConfig, NetConfig, VmConfig};
 
 impl Controller {
     /// The configuration of a VM that has not been booted (or has shut down), which devices
@@ -28,7 +28,7 @@ impl Controller {
     pub fn add_disk(&mut self, mut disk: DiskConfig) -> Result<String, ControlError> {
         let config = self.unbooted_config("add a disk")?;
         let mut candidate = config.clone();
-        pin_disk_ids(&mut candidate);
+        pin_ids(&mut candidate);
         let id = match &disk.id {
             Some(id) => id.clone(),
             None => unused_id(&candidate, "disk"),
@@ -40,13 +40,31 @@ impl Controller {
         Ok(id)
     }
 
+    /// `vm.add-net` before boot: the network card (its tap named, or passed as an fd) is
+    /// checked like one in `vm.create` and added, with an id of its own.
+    pub fn add_net(&mut self, mut net: NetConfig) -> Result<String, ControlError> {
+        let config = self.unbooted_config("add a network card")?;
+        let mut candidate = config.clone();
+        pin_ids(&mut candidate);
+        let id = match &net.id {
+            Some(id) => id.clone(),
+            None => unused_id(&candidate, "net"),
+        };
+        net.id = Some(id.clone());
+        candidate.net.push(net);
+        candidate.validate()?;
+        *config = candidate;
+        Ok(id)
+    }
+
     /// `vm.remove-device` before boot: the device with `id` leaves the configuration.
     pub fn remove_device(&mut self, id: &str) -> Result<(), ControlError> {
         let config = self.unbooted_config("remove a device")?;
-        pin_disk_ids(config);
-        let before = config.disks.len();
+        pin_ids(config);
+        let before = config.disks.len() + config.net.len();
         config.disks.retain(|d| d.id.as_deref() != Some(id));
-        if config.disks.len() == before {
+        config.net.retain(|n| n.id.as_deref() != Some(id));
+        if config.disks.len() + config.net.len() == before {
             return Err(ControlError::Config(crate::config::ConfigError::new(
                 "id",
                 format!("no device with id {id:?}"),
@@ -56,22 +74,26 @@ impl Controller {
     }
 }
 
-/// Gives every disk its default id (`disk<N>`, N its position) explicitly, so removing one
-/// does not rename the disks after it.
-fn pin_disk_ids(config: &mut VmConfig) {
+/// Gives every disk and network card its default id (`disk<N>`, `net<N>`, N its position)
+/// explicitly, so removing one does not rename the ones after it.
+fn pin_ids(config: &mut VmConfig) {
     for (i, d) in config.disks.iter_mut().enumerate() {
         if d.id.is_none() {
             d.id = Some(format!("disk{i}"));
+        }
+    }
+    for (i, n) in config.net.iter_mut().enumerate() {
+        if n.id.is_none() {
+            n.id = Some(format!("net{i}"));
         }
     }
 }
 
 /// `<prefix><N>` with the smallest N no device of `config` uses.
 fn unused_id(config: &VmConfig, prefix: &str) -> String {
-    let taken: std::collections::HashSet<&str> = config
-        .disks
-        .iter()
-        .filter_map(|d| d.id.as_deref())
+    let taken: std::collections::HashSet<&str> = (config.disks.iter().map(|d| &d.id))
+        .chain(config.net.iter().map(|n| &n.id))
+        .filter_map(|id| id.as_deref())
         .collect();
     (0..)
         .map(|n| format!("{prefix}{n}"))
@@ -151,6 +173,37 @@ mod tests {
         dup.id = Some("disk0".into());
         assert!(c.add_disk(dup).is_err(), "ids stay unique");
         assert_eq!(disk_ids(&c), ["disk0"]);
+    }
+
+    #[test]
+    fn network_cards_share_the_id_space_with_disks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = created_with_disks(dir.path(), 1);
+        let fd: std::os::fd::OwnedFd = tempfile::tempfile().unwrap().into();
+        let net = NetConfig {
+            num_queues: 2,
+            fd: Some(crate::config::TapFd(std::sync::Arc::new(fd))),
+            ..Default::default()
+        };
+        assert_eq!(c.add_net(net.clone()).unwrap(), "net0");
+        let mut clash = net.clone();
+        clash.id = Some("disk0".into());
+        let e = c.add_net(clash).unwrap_err();
+        assert!(
+            matches!(&e, ControlError::Config(c) if c.field == "net[1].id"),
+            "{e}"
+        );
+        let no_tap = NetConfig {
+            num_queues: 2,
+            ..Default::default()
+        };
+        let e = c.add_net(no_tap).unwrap_err();
+        assert!(
+            matches!(&e, ControlError::Config(c) if c.field == "net[1].tap"),
+            "{e}"
+        );
+        c.remove_device("net0").unwrap();
+        assert!(c.config.as_ref().unwrap().net.is_empty());
     }
 
     #[test]

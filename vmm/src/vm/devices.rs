@@ -68,6 +68,7 @@ pub(crate) struct Devices {
     pub(crate) virtio_vsock: Option<VirtioVsock>,
     pub(crate) virtio_balloon: Option<super::virtio_balloon::VirtioBalloon>,
     pub(crate) virtio_rng: Option<super::virtio_rng::VirtioRng>,
+    pub(crate) virtio_net: Vec<super::virtio_net::VirtioNet>,
     /// The serial console's pseudo-terminal, in Pty mode.
     pub(crate) serial_pty: Option<std::path::PathBuf>,
     pub(crate) discard: Arc<crate::vstate::discard::GuestDiscard>,
@@ -185,6 +186,17 @@ impl Devices {
             },
             saved.map(|s| s.virtio_rng.as_ref()),
         )?;
+        let virtio_net = super::virtio_net::build(
+            config,
+            virtio,
+            &mut super::virtio::Wiring {
+                kvm,
+                memory,
+                mmio: &mut mmio,
+                subscribers: &mut subscribers,
+            },
+            saved.map(|s| s.virtio_net.as_slice()),
+        )?;
         let event_loop = if subscribers.is_empty() {
             None
         } else {
@@ -218,6 +230,7 @@ impl Devices {
             virtio_vsock,
             virtio_balloon,
             virtio_rng,
+            virtio_net,
             discard,
             serial_pty,
         })
@@ -253,6 +266,7 @@ pub struct DevicesState {
     pub virtio_vsock: Option<VirtioVsockSnapshot>,
     pub virtio_balloon: Option<crate::devices::virtio::balloon::persist::BalloonSnapshot>,
     pub virtio_rng: Option<crate::devices::virtio::rng::persist::RngSnapshot>,
+    pub virtio_net: Vec<crate::devices::virtio::net::VirtioNetSnapshot>,
 }
 
 /// COM1, its input on the event loop (if any), and its pseudo-terminal's path (Pty mode).

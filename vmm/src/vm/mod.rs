@@ -6,6 +6,7 @@ mod prepared;
 mod virtio;
 mod virtio_balloon;
 mod virtio_mem;
+mod virtio_net;
 mod virtio_rng;
 
 pub(crate) use devices::Devices;
@@ -112,10 +113,23 @@ pub struct VmCounters {
     /// The balloon's sizes, what it gave back and the guest's memory statistics.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub balloon: Option<BalloonInfo>,
+    /// Each network card: its id, MAC, tap and frame counters.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub net: Vec<NetInfo>,
     /// Instructions the host's KVM refused and Revenant emulated, by mnemonic.
     pub fallback_emulations: std::collections::BTreeMap<&'static str, u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub test_reports: Vec<u32>,
+}
+
+/// A network card as `vm.counters` reports it.
+#[derive(Debug, Serialize)]
+pub struct NetInfo {
+    pub id: String,
+    pub mac: String,
+    pub tap: String,
+    #[serde(flatten)]
+    pub counters: crate::devices::virtio::net::NetCounters,
 }
 
 pub struct Vm {
@@ -133,6 +147,7 @@ pub struct Vm {
     pub(crate) virtio_vsock: Option<virtio::VirtioVsock>,
     pub(crate) virtio_balloon: Option<virtio_balloon::VirtioBalloon>,
     pub(crate) virtio_rng: Option<virtio_rng::VirtioRng>,
+    pub(crate) virtio_net: Vec<virtio_net::VirtioNet>,
     /// The serial console's pseudo-terminal (`/dev/pts/N`), in Pty mode.
     pub(crate) serial_pty: Option<std::path::PathBuf>,
     /// Gives guest pages back to the host (balloon); routed through the RAM-ext engine
@@ -282,6 +297,7 @@ impl Vm {
             virtio_vsock: devices.virtio_vsock,
             virtio_balloon: devices.virtio_balloon,
             virtio_rng: devices.virtio_rng,
+            virtio_net: devices.virtio_net,
             serial_pty: devices.serial_pty,
             discard: devices.discard,
             ged: devices.ged,
@@ -473,6 +489,22 @@ impl Vm {
             })
     }
 
+    /// Each network card's id, MAC, tap and counters, in config order.
+    pub fn net_info(&self) -> Vec<NetInfo> {
+        self.virtio_net
+            .iter()
+            .map(|n| {
+                let d = n.device.lock().unwrap_or_else(|p| p.into_inner());
+                NetInfo {
+                    id: d.id().to_string(),
+                    mac: d.mac().to_string(),
+                    tap: d.tap().if_name().to_string(),
+                    counters: d.counters(),
+                }
+            })
+            .collect()
+    }
+
     pub fn counters(&self) -> VmCounters {
         let ram_ext = self.remote_ram.as_ref().map(|r| r.counters());
         VmCounters {
@@ -486,6 +518,7 @@ impl Vm {
             remote_bytes_out: ram_ext.as_ref().map_or(0, |c| c.bytes_out),
             ram_ext,
             balloon: self.balloon(),
+            net: self.net_info(),
             fallback_emulations: self
                 .counters
                 .fallbacks

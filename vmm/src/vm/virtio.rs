@@ -37,6 +37,7 @@ pub(crate) enum Slot {
     Mem,
     Balloon,
     Rng,
+    Net(usize),
 }
 
 /// The devices `config` asks for, in slot order, each with the config field it comes from.
@@ -57,6 +58,7 @@ fn slots(config: &VmConfig) -> Vec<(Slot, String)> {
     if config.rng.is_some() {
         out.push((Slot::Rng, "rng".into()));
     }
+    out.extend((0..config.net.len()).map(|i| (Slot::Net(i), format!("net[{i}]"))));
     out
 }
 
@@ -71,7 +73,7 @@ pub(crate) fn slot_of<'a>(
 }
 
 /// Where the VM's virtio-mmio devices sit: disks first in config order, then vsock,
-/// virtio-mem, the balloon and the entropy device (see [`slots`]). A pure function of the
+/// virtio-mem, the balloon, the entropy device and the network cards (see [`slots`]). A pure function of the
 /// config, so the ACPI tables and the command line can be written before the devices
 /// exist, and a restore finds each device where the guest last saw it.
 pub fn virtio_layout(config: &VmConfig) -> Result<Vec<MmioDevice>, VmError> {
@@ -161,7 +163,8 @@ impl super::Vm {
             .chain(self.virtio_vsock.iter().map(|d| &d.transport))
             .chain(self.virtio_mem.iter().map(|m| &m.transport))
             .chain(self.virtio_balloon.iter().map(|b| &b.transport))
-            .chain(self.virtio_rng.iter().map(|r| &r.transport));
+            .chain(self.virtio_rng.iter().map(|r| &r.transport))
+            .chain(self.virtio_net.iter().map(|n| &n.transport));
         for t in transports {
             t.lock()
                 .unwrap_or_else(|p| p.into_inner())

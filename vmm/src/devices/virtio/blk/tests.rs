@@ -498,7 +498,7 @@ fn random_chains_never_break_the_device() {
 
 #[test]
 fn an_available_index_past_the_queue_size_does_not_hang_the_device() {
-    let mut h = Harness::with_queue(false, 16);
+    let h = Harness::with_queue(false, 16);
     // The driver claims 100 new requests in a 16-entry queue (EVENT_IDX negotiated: the
     // queue keeps saying there is more, yet yields nothing).
     let idx = GuestAddress(h.bed.queue.avail_ring.0 + 2);

@@ -324,7 +324,7 @@ pub fn offload_flags(acked_features: u64) -> c_uint {
 }
 
 /// Refuses names the kernel would (IFNAMSIZ, `dev_valid_name`), with a clearer message.
-fn check_name(name: &str) -> Result<(), TapError> {
+pub fn check_name(name: &str) -> Result<(), TapError> {
     if name.contains('\0') {
         return Err(TapError::NameNul(name.to_string()));
     }
