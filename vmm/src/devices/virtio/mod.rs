@@ -1,7 +1,12 @@
-//! Virtio devices on the virtio-mmio transport (virtio 1.2, transport version 2).
+//! Virtio devices and their two transports: virtio-mmio (virtio 1.2, 4.2, version 2) and
+//! virtio-pci (4.1, modern only). A device's code does not know which one carries it.
 //!
 //! - `mmio`: the register window a guest driver programs; it negotiates features, walks the
 //!   device status state machine, sets up the queues and hands them to the device.
+//! - `pci`: the same for a device on the PCI root bus (capabilities in configuration space,
+//!   registers in a memory BAR, MSI-X interrupts).
+//! - `transport`: what both transports share: the status state machine, feature
+//!   negotiation, queue setup and activation.
 //! - [`VirtioDevice`]: what a device (one module each: `blk`, `vsock`, `balloon`, `mem`,
 //!   `rng`, `net`) gives the transport.
 //! - `chain`: the checks every descriptor chain passes before a device acts on it.
@@ -16,10 +21,12 @@ pub mod chain;
 pub mod mem;
 pub mod mmio;
 pub mod net;
+pub mod pci;
 pub mod persist;
 pub mod restore;
 pub mod rng;
 pub mod testing;
+pub mod transport;
 pub mod vsock;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -55,11 +62,25 @@ pub enum ActivateError {
     InvalidQueue(usize),
 }
 
-/// The transport's interrupt: a status register the driver reads and acknowledges, and the
-/// irqfd that raises the line. Shared by the transport (reads, ACKs) and the device (raises).
+/// Where a transport with an interrupt vector per queue (virtio-pci with MSI-X) delivers.
+/// Each method returns false while the vectors are off (MSI-X disabled): the interrupt then
+/// goes through the status register and the line, as on virtio-mmio.
+pub trait InterruptVectors: Send + Sync {
+    /// Signals the vector of queue `queue`.
+    fn queue(&self, queue: usize) -> bool;
+    /// Signals the configuration-change vector.
+    fn config(&self) -> bool;
+    /// Signals again every vector the driver assigned (see [`Interrupt::retrigger`]).
+    fn retrigger(&self) -> bool;
+}
+
+/// The transport's interrupt: a status register the driver reads and acknowledges, the
+/// irqfd that raises the line and, on virtio-pci, the MSI-X vectors. Shared by the
+/// transport (reads, ACKs) and the device (raises).
 pub struct Interrupt {
     status: AtomicU32,
     irq: EventFd,
+    vectors: Option<Arc<dyn InterruptVectors>>,
 }
 
 impl Interrupt {
@@ -67,21 +88,46 @@ impl Interrupt {
         Interrupt {
             status: AtomicU32::new(0),
             irq,
+            vectors: None,
         }
     }
 
-    /// Used buffers are in a queue's used ring.
-    pub fn signal_used_queue(&self) {
+    /// An interrupt that goes through `vectors` while they are on, and the line otherwise.
+    pub fn with_vectors(irq: EventFd, vectors: Arc<dyn InterruptVectors>) -> Self {
+        Interrupt {
+            vectors: Some(vectors),
+            ..Interrupt::new(irq)
+        }
+    }
+
+    /// Used buffers are in queue `queue`'s used ring. The queue matters on virtio-pci,
+    /// where each queue may have its own MSI-X vector: raising another queue's vector would
+    /// be an interrupt its handler finds nothing for, and Linux disables an interrupt that
+    /// is mostly unhandled.
+    pub fn signal_used_queue(&self, queue: usize) {
+        if self.vectors.as_ref().is_some_and(|v| v.queue(queue)) {
+            return;
+        }
         self.raise(VIRTIO_MMIO_INT_VRING);
     }
 
-    /// The configuration space changed (or the device needs a reset).
+    /// The configuration space changed (or the device needs a reset). The status bit is set
+    /// whatever delivers it (virtio 1.2, 4.1.4.5.2).
     pub fn signal_config_change(&self) {
-        self.raise(VIRTIO_MMIO_INT_CONFIG);
+        self.status
+            .fetch_or(VIRTIO_MMIO_INT_CONFIG, Ordering::SeqCst);
+        if self.vectors.as_ref().is_some_and(|v| v.config()) {
+            return;
+        }
+        self.pulse();
     }
 
     fn raise(&self, bit: u32) {
         self.status.fetch_or(bit, Ordering::SeqCst);
+        self.pulse();
+    }
+
+    fn pulse(&self) {
         if let Err(e) = self.irq.write(1) {
             tracing::warn!("virtio interrupt lost: {e}");
         }
@@ -95,14 +141,22 @@ impl Interrupt {
         self.status.fetch_and(!bits, Ordering::SeqCst);
     }
 
+    /// Reads and clears the status: virtio-pci's ISR register is acknowledged by reading
+    /// it (4.1.4.5).
+    pub fn take_status(&self) -> u32 {
+        self.status.swap(0, Ordering::SeqCst)
+    }
+
     /// Raises the line again if an interrupt is still pending: after a restore, the
     /// vCPUs' local APIC state is loaded after the devices were built, which drops an
-    /// interrupt delivered in between. A driver that finds nothing to do ignores it.
+    /// interrupt delivered in between. A driver that finds nothing to do ignores it. With
+    /// MSI-X on, every assigned vector is signalled instead.
     pub fn retrigger(&self) {
+        if self.vectors.as_ref().is_some_and(|v| v.retrigger()) {
+            return;
+        }
         if self.status() != 0 {
-            if let Err(e) = self.irq.write(1) {
-                tracing::warn!("virtio interrupt lost: {e}");
-            }
+            self.pulse();
         }
     }
 

@@ -1,4 +1,5 @@
-//! Checks for rebuilding a virtio-mmio transport from a snapshot ([`super::mmio::MmioTransport::restore`]).
+//! Checks for rebuilding a virtio transport from a snapshot ([`super::mmio::MmioTransport::restore`],
+//! [`super::pci::VirtioPciTransport::restore`]; both go through [`super::transport`]).
 //!
 //! A state file is input like any other: before anything is built, every saved value is
 //! checked against the device it is restored for and against guest memory, and an
@@ -43,6 +44,37 @@ pub enum RestoreError {
     Mismatch(&'static str),
     #[error("the device refused its restored queues: {0}")]
     Activate(#[from] ActivateError),
+    #[error("PCI state: {0}")]
+    Pci(#[from] crate::devices::pci::PciError),
+}
+
+/// The driver-visible virtio state a transport saved, whichever transport it was: the
+/// fields `MmioTransportState` and the virtio-pci state have in common.
+#[derive(Clone, Copy, Debug)]
+pub struct SavedCore<'a> {
+    pub device_status: u32,
+    pub device_features_select: u32,
+    pub driver_features_select: u32,
+    pub acked_features: u64,
+    pub queue_select: u32,
+    pub interrupt_status: u32,
+    pub config_generation: u32,
+    pub queues: &'a [QueueSnapshot],
+}
+
+impl<'a> From<&'a MmioTransportState> for SavedCore<'a> {
+    fn from(s: &'a MmioTransportState) -> Self {
+        SavedCore {
+            device_status: s.device_status,
+            device_features_select: s.device_features_select,
+            driver_features_select: s.driver_features_select,
+            acked_features: s.acked_features,
+            queue_select: s.queue_select,
+            interrupt_status: s.interrupt_status,
+            config_generation: s.config_generation,
+            queues: &s.queues,
+        }
+    }
 }
 
 /// A device's own record of its running queues (from its `persist.rs` state): empty, with
@@ -74,7 +106,7 @@ pub(super) fn check_status(status: u32) -> Result<bool, RestoreError> {
 
 /// Features: none before DRIVER, anything while negotiating (FEATURES_OK refuses a bad set
 /// later), and an acceptable set from FEATURES_OK on.
-pub(super) fn check_features(state: &MmioTransportState, offered: u64) -> Result<(), RestoreError> {
+pub(super) fn check_features(state: &SavedCore<'_>, offered: u64) -> Result<(), RestoreError> {
     let acked = state.acked_features;
     let ok = if state.device_status & FEATURES_OK != 0 {
         acked & !offered == 0 && acked & VIRTIO_F_VERSION_1 != 0
@@ -93,7 +125,7 @@ pub(super) fn check_features(state: &MmioTransportState, offered: u64) -> Result
 /// The transport's queues (the configuration the driver wrote), checked against the
 /// device's queue count and sizes.
 pub(super) fn transport_queues(
-    state: &MmioTransportState,
+    state: &SavedCore<'_>,
     max_sizes: &[u16],
 ) -> Result<Vec<Queue>, RestoreError> {
     if state.queues.len() != max_sizes.len() {
@@ -122,7 +154,7 @@ pub(super) fn transport_queues(
 /// The device's running queues for re-activation, checked against the transport's
 /// configuration and guest memory.
 pub(super) fn running_queues(
-    state: &MmioTransportState,
+    state: &SavedCore<'_>,
     running: &RunningQueues<'_>,
     mem: &GuestMemoryMmap,
 ) -> Result<Vec<Queue>, RestoreError> {
@@ -140,7 +172,7 @@ pub(super) fn running_queues(
     running
         .queues
         .iter()
-        .zip(&state.queues)
+        .zip(state.queues)
         .enumerate()
         .map(|(index, (r, t))| running_queue(index, r, t, event_idx, mem))
         .collect()

@@ -247,12 +247,13 @@ impl Balloon {
         let Some(q) = queue_of(active, Role::Stats) else {
             return false;
         };
-        let q = &mut active.queues[q];
+        let index = q;
+        let q = &mut active.queues[index];
         match q.add_used(&active.mem, head, 0) {
             Ok(()) => {
                 self.stats_head = None;
                 if q.needs_notification(&active.mem).unwrap_or(true) {
-                    active.interrupt.signal_used_queue();
+                    active.interrupt.signal_used_queue(index);
                 }
                 true
             }
@@ -300,7 +301,7 @@ impl Balloon {
             }
         }
         if used_any && q.needs_notification(&mem).unwrap_or(true) {
-            active.interrupt.signal_used_queue();
+            active.interrupt.signal_used_queue(index);
         }
     }
 

@@ -172,7 +172,7 @@ impl Block {
             retrying = true;
         }
         if used_any && active.queue.needs_notification(&active.mem).unwrap_or(true) {
-            active.interrupt.signal_used_queue();
+            active.interrupt.signal_used_queue(0);
         }
     }
 }

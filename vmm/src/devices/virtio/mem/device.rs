@@ -193,7 +193,7 @@ impl VirtioMem {
             }
         }
         if used_any && active.queue.needs_notification(&active.mem).unwrap_or(true) {
-            active.interrupt.signal_used_queue();
+            active.interrupt.signal_used_queue(0);
         }
         self.active = Some(active);
     }

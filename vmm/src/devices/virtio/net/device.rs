@@ -263,7 +263,7 @@ impl Net {
             retrying = true;
         }
         if used_any && queue.needs_notification(&*mem).unwrap_or(true) {
-            interrupt.signal_used_queue();
+            interrupt.signal_used_queue(TX_QUEUE);
         }
     }
 
@@ -321,7 +321,7 @@ impl Net {
             }
         }
         if used_any && queue.needs_notification(&*mem).unwrap_or(true) {
-            interrupt.signal_used_queue();
+            interrupt.signal_used_queue(RX_QUEUE);
         }
     }
 }

@@ -167,7 +167,7 @@ impl Vsock {
             }
         }
         if took && queue.needs_notification(&active.mem).unwrap_or(true) {
-            active.interrupt.signal_used_queue();
+            active.interrupt.signal_used_queue(TX_QUEUE);
         }
         took
     }
@@ -212,7 +212,7 @@ impl Vsock {
             }
         }
         if used_any && queue.needs_notification(&active.mem).unwrap_or(true) {
-            active.interrupt.signal_used_queue();
+            active.interrupt.signal_used_queue(RX_QUEUE);
         }
     }
 
@@ -243,7 +243,7 @@ impl Vsock {
             return false;
         }
         if queue.needs_notification(&active.mem).unwrap_or(true) {
-            active.interrupt.signal_used_queue();
+            active.interrupt.signal_used_queue(EVENT_QUEUE);
         }
         written == 4
     }
