@@ -50,11 +50,34 @@ pub const GED_EVENT_MEMORY_HOTPLUG: u32 = 1 << 1;
 pub const GED_EVENT_POWER_BUTTON: u32 = 1 << 2;
 /// The VM generation ID changed (a clone was restored): `_EVT` notifies `\_SB_.VGEN` (0x80).
 pub const GED_EVENT_VMGENID: u32 = 1 << 3;
+/// PCI slots were plugged or should be unplugged: `_EVT` calls `\_SB_.PCI0.PCNT`, which reads
+/// the PCI hot-plug controller's PCIU/PCID registers and notifies each slot.
+pub const GED_EVENT_PCI_HOTPLUG: u32 = 1 << 4;
 
 /// CPU hotplug controller (Cloud Hypervisor's register layout): select a CPU, read its
 /// status, acknowledge insert/remove, eject.
 pub const CPU_HOTPLUG_MMIO_BASE: u64 = 0xf000_1000;
 pub const CPU_HOTPLUG_MMIO_LEN: u64 = 0x10;
+
+/// PCI hot-plug controller (Cloud Hypervisor's register layout), four 32-bit registers:
+/// 0x0 PCIU (slots plugged since the last read, bit = slot; reading clears), 0x4 PCID
+/// (slots the host wants to unplug; reading clears), 0x8 B0EJ (the guest writes a slot bit
+/// to eject that slot after it let go of the device), 0xc PSEG (segment; only 0 exists).
+pub const PCI_HOTPLUG_MMIO_BASE: u64 = 0xf000_2000;
+pub const PCI_HOTPLUG_MMIO_LEN: u64 = 0x10;
+
+/// The PCI root bus (segment 0, bus 0): where every device's 32-bit memory BARs go (the
+/// host bridge's `_CRS` announces exactly this window) and the ECAM window of bus 0 (the
+/// MCFG table announces it; the memory map reserves it, as Linux requires).
+pub const PCI_BAR_APERTURE_START: u64 = 0xd000_0000;
+pub const PCI_BAR_APERTURE_SIZE: u64 = 0x1000_0000;
+pub const PCI_ECAM_BASE: u64 = 0xe000_0000;
+pub const PCI_ECAM_SIZE: u64 = 1 << 20;
+/// Configuration mechanism #1 ports (0xCF8 address, 0xCFC data), announced in `_CRS` too.
+pub const PCI_CONFIG_IO_PORT: u16 = 0xcf8;
+pub const PCI_CONFIG_IO_LEN: u16 = 8;
+/// Device slots on bus 0; slot 0 is the host bridge, 1..=31 take devices.
+pub const PCI_SLOTS: u8 = 32;
 
 /// COM1, described in the DSDT for guests that enumerate it through ACPI.
 pub const COM1_PORT: u16 = 0x3f8;

@@ -11,8 +11,9 @@ pub const MMIO_GAP_START: u64 = 0xc000_0000;
 pub const MMIO_GAP_END: u64 = 0x1_0000_0000;
 /// Where virtio-mmio and other VMM-allocated MMIO windows start inside the gap. The top of
 /// the gap holds the IOAPIC (0xfec0_0000) and the LAPIC (0xfee0_0000), so stay below them.
+/// It ends where the PCI BAR aperture starts (`crate::devices::pci`).
 pub const DEVICE_MMIO_START: u64 = MMIO_GAP_START;
-pub const DEVICE_MMIO_SIZE: u64 = 0x3000_0000;
+pub const DEVICE_MMIO_SIZE: u64 = 0x1000_0000;
 pub const PAGE_SIZE: u64 = 4096;
 
 #[derive(Debug, thiserror::Error)]

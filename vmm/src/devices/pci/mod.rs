@@ -33,8 +33,8 @@ use std::sync::{Arc, Mutex};
 
 /// Configuration mechanism #1: the address register at 0xCF8 and the 4-byte data window at
 /// 0xCFC, one port range of 8 bytes.
-pub const CONFIG_IO_PORT: u16 = 0xcf8;
-pub const CONFIG_IO_LEN: u16 = 8;
+pub const CONFIG_IO_PORT: u16 = revenant_acpi::platform::PCI_CONFIG_IO_PORT;
+pub const CONFIG_IO_LEN: u16 = revenant_acpi::platform::PCI_CONFIG_IO_LEN;
 
 /// ECAM (PCI Express enhanced configuration access) for bus 0 of segment 0: 4 KiB per
 /// function, 8 functions per device, 32 devices, so 1 MiB per bus. One bus is all this VMM
@@ -42,30 +42,29 @@ pub const CONFIG_IO_LEN: u16 = 8;
 /// sits above the BAR aperture and below the GED (0xf000_0000, `revenant_acpi::platform`),
 /// inside the 32-bit MMIO gap, and must be reserved from the device MMIO allocator and in
 /// the memory map (Linux checks that an MCFG area is reserved before it uses it).
-pub const ECAM_BASE: u64 = 0xe000_0000;
-pub const ECAM_SIZE: u64 = 1 << 20;
+pub const ECAM_BASE: u64 = revenant_acpi::platform::PCI_ECAM_BASE;
+pub const ECAM_SIZE: u64 = revenant_acpi::platform::PCI_ECAM_SIZE;
 
 /// Where every device's 32-bit memory BARs are placed: 256 MiB below the ECAM window. Kept
 /// below 4 GiB so 32-bit BARs (all this VMM uses) always fit; the host bridge's `_CRS` in the
 /// DSDT must announce exactly this window, and the VM reserves it from the device MMIO
-/// allocator (0xc000_0000 + 0x3000_0000, `crate::vstate::memory`).
-pub const BAR_APERTURE_START: u64 = 0xd000_0000;
-pub const BAR_APERTURE_SIZE: u64 = 0x1000_0000;
+/// allocator's range (`crate::vstate::memory`, which ends where it starts).
+pub const BAR_APERTURE_START: u64 = revenant_acpi::platform::PCI_BAR_APERTURE_START;
+pub const BAR_APERTURE_SIZE: u64 = revenant_acpi::platform::PCI_BAR_APERTURE_SIZE;
 
-// The layout holds together: the aperture and ECAM inside the device MMIO range (which the
-// VM reserves them from), below the GED, and ECAM exactly one bus.
+// The layout holds together: the aperture and ECAM above the device MMIO range virtio-mmio
+// windows come from, below the GED, and ECAM exactly one bus.
 const _: () = {
     use crate::vstate::memory::{DEVICE_MMIO_SIZE, DEVICE_MMIO_START};
-    assert!(BAR_APERTURE_START >= DEVICE_MMIO_START);
+    assert!(BAR_APERTURE_START >= DEVICE_MMIO_START + DEVICE_MMIO_SIZE);
     assert!(BAR_APERTURE_START + BAR_APERTURE_SIZE <= ECAM_BASE);
-    assert!(ECAM_BASE + ECAM_SIZE <= DEVICE_MMIO_START + DEVICE_MMIO_SIZE);
     assert!(ECAM_BASE + ECAM_SIZE <= revenant_acpi::platform::GED_MMIO_BASE);
     assert!(ECAM_SIZE == SLOTS as u64 * 8 * ECAM_FUNCTION_SIZE);
     assert!(ECAM_BASE % (1 << 20) == 0);
 };
 
 /// Device slots on bus 0.
-pub const SLOTS: u8 = 32;
+pub const SLOTS: u8 = revenant_acpi::platform::PCI_SLOTS;
 /// The slot holding the host bridge; never given to a device.
 pub const HOST_BRIDGE_SLOT: u8 = 0;
 /// A conventional (non-Express) function's configuration space: the 64-byte header and
