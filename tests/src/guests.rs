@@ -965,6 +965,63 @@ pub fn long_mode_net_driver(mmio_base: u64) -> Vec<u8> {
     })
 }
 
+/// Guest-physical address of the PCI hot-plug controller
+/// (`revenant_acpi::platform::PCI_HOTPLUG_MMIO_BASE`): PCIU at +0, PCID at +4 (each read
+/// clears), B0EJ at +8.
+pub const PCI_HOTPLUG_MMIO_BASE: u64 = 0xf000_2000;
+/// GED event bit of PCI hot-plug (`revenant_acpi::platform::GED_EVENT_PCI_HOTPLUG`).
+pub const GED_EVENT_PCI_HOTPLUG: u32 = 1 << 4;
+
+/// 64-bit guest (CPL0) doing what the DSDT's PCI hot-plug AML and Linux's acpiphp do:
+/// reports 0xa0, then forever waits for the GED's PCI event; for a plugged slot (PCIU) it
+/// reports the slot and the vendor/device dword read through ports 0xCF8/0xCFC; for a
+/// slot the host wants unplugged (PCID) it ejects it (B0EJ), reports `0xe0 + slot` and the
+/// vendor/device dword read again (all ones once the slot is empty).
+pub fn long_mode_pci_hotplug_handler() -> Vec<u8> {
+    long_mode("PCI hot-plug handler guest", |a| {
+        report(a, 0xa0)?;
+        a.mov(r13, GED_MMIO_BASE)?;
+        a.mov(r14, PCI_HOTPLUG_MMIO_BASE)?;
+        let mut wait = a.create_label();
+        let mut check_down = a.create_label();
+        a.set_label(&mut wait)?;
+        a.mov(eax, dword_ptr(r13))?;
+        a.test(eax, GED_EVENT_PCI_HOTPLUG)?;
+        a.jz(wait)?;
+        // Plugged: the lowest slot in PCIU.
+        a.mov(eax, dword_ptr(r14))?;
+        a.test(eax, eax)?;
+        a.jz(check_down)?;
+        a.bsf(ecx, eax)?;
+        a.mov(eax, ecx)?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        config_read_id(a)?;
+        a.set_label(&mut check_down)?;
+        a.mov(eax, dword_ptr(r14 + 4))?;
+        a.test(eax, eax)?;
+        a.jz(wait)?;
+        a.bsf(ecx, eax)?;
+        a.mov(dword_ptr(r14 + 8), eax)?;
+        a.lea(eax, dword_ptr(rcx + 0xe0))?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        config_read_id(a)?;
+        a.jmp(wait)
+    })
+}
+
+/// Reads the vendor/device dword of bus 0, slot `ecx` through configuration mechanism #1
+/// and reports it.
+fn config_read_id(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.mov(eax, ecx)?;
+    a.shl(eax, 11)?;
+    a.or(eax, 0x8000_0000u32 as i32)?;
+    a.mov(dx, 0xcf8)?;
+    a.out(dx, eax)?;
+    a.mov(dx, 0xcfc)?;
+    a.in_(eax, dx)?;
+    a.out(TEST_REPORT_PORT as u32, eax)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

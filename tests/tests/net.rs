@@ -146,9 +146,24 @@ fn a_guest_exchanges_frames_over_a_tap_passed_by_scm_rights() {
     assert_eq!(n["tx_bytes"], NET_GUEST_FRAME_LEN as u64, "{c}");
     assert!(n["rx_packets"].as_u64().unwrap() >= 1, "{c}");
     assert_eq!(n["malformed_chains"], 0, "{c}");
-    // A booted VM cannot take another card yet (hot-plug needs virtio-pci).
-    let r = put_with_fds(&vmm.socket, "vm.add-net", r#"{"tap":"x0"}"#, &[]).unwrap();
-    assert_eq!(r.status, 409);
+    // A card added to the booted VM is hot-plugged on PCI: kata's request again, with a
+    // second tap's fd, answered {id, bdf}.
+    let (_, second) = tap_or_skip(test, "m").expect("a second tap");
+    let r = put_with_fds(
+        &vmm.socket,
+        "vm.add-net",
+        body.replace("bb:01", "bb:03").as_str(),
+        &[second.as_raw_fd()],
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.content_type.as_deref(), Some("application/json"));
+    assert_eq!(
+        (r.json()["id"].as_str(), r.json()["bdf"].as_str()),
+        (Some("net1"), Some("0000:00:01.0"))
+    );
+    let c = vmm.client.get("vm.counters").json();
+    assert_eq!(c["pci_devices"][0]["kind"], "virtio-net", "{c}");
 }
 
 #[test]

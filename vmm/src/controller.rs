@@ -1,6 +1,7 @@
 //! The VM lifecycle behind the API and the CLI: which request is allowed in which state.
 
 mod devices;
+pub use devices::Added;
 
 use std::sync::mpsc::Sender;
 
@@ -215,6 +216,12 @@ impl Controller {
         let (Some(vm), Some(config), VmState::Paused) = (&self.vm, &self.config, self.state) else {
             return Err(self.wrong_state("snapshot (pause the VM first)"));
         };
+        // TODO(issue 11): save hot-plugged PCI devices (transport, MSI-X routes, slot).
+        if !vm.pci_devices().is_empty() {
+            return Err(ControlError::WrongState(
+                "devices hot-plugged on PCI are not saved in templates yet: remove them (vm.remove-device) or add them before boot".into(),
+            ));
+        }
         let dir = revenant_template::template_dir_from_url(destination_url)
             .map_err(|e| ConfigError::new("destination_url", e.to_string()))?;
         let started = std::time::Instant::now();

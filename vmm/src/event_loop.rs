@@ -1,13 +1,19 @@
 //! The device event loop: one thread running an `event-manager` until told to stop. It can
 //! be paused: while the VM is paused (and so while a snapshot is taken) no device touches
 //! guest memory or its own state, so what is saved is consistent.
+//!
+//! Devices can join and leave a running loop (PCI hot-plug): the change is handed to the
+//! loop thread, which makes it between two rounds, so no handler of a leaving device runs
+//! after [`EventLoop::remove`] returns.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use event_manager::{EventManager, EventOps, EventSet, Events, MutEventSubscriber, SubscriberOps};
+use event_manager::{
+    EventManager, EventOps, EventSet, Events, MutEventSubscriber, SubscriberId, SubscriberOps,
+};
 use vmm_sys_util::eventfd::EventFd;
 
 pub type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
@@ -23,6 +29,18 @@ pub enum EventLoopError {
     Spawn(#[source] std::io::Error),
     #[error("the device event loop did not stop within {0:?} (a device handler is stuck)")]
     PauseTimeout(Duration),
+    #[error(
+        "the device event loop did not take the change within {0:?} (it is paused, stuck or gone)"
+    )]
+    ChangeTimeout(Duration),
+    #[error("the device event loop refused the change: {0}")]
+    Change(String),
+}
+
+/// A subscriber joining or leaving, with where the loop thread answers.
+enum Change {
+    Add(Subscriber, std::sync::mpsc::Sender<SubscriberId>),
+    Remove(SubscriberId, std::sync::mpsc::Sender<Result<(), String>>),
 }
 
 /// Whether the loop should park, and whether it has.
@@ -79,6 +97,7 @@ pub struct EventLoop {
     wake: EventFd,
     stopped: Arc<AtomicBool>,
     gate: Arc<Gate>,
+    changes: Arc<Mutex<Vec<Change>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -99,7 +118,9 @@ impl EventLoop {
         for s in subscribers {
             manager.add_subscriber(s);
         }
-        let (loop_stopped, loop_gate) = (stopped.clone(), gate.clone());
+        let changes: Arc<Mutex<Vec<Change>>> = Arc::default();
+        let (loop_stopped, loop_gate, loop_changes) =
+            (stopped.clone(), gate.clone(), changes.clone());
         let thread = std::thread::Builder::new()
             .name("event-loop".into())
             .spawn(move || {
@@ -108,6 +129,7 @@ impl EventLoop {
                     if loop_stopped.load(Ordering::SeqCst) {
                         return;
                     }
+                    apply_changes(&mut manager, &loop_changes);
                     if let Err(e) = manager.run() {
                         tracing::error!("event loop failed: {e:?}");
                         return;
@@ -119,8 +141,35 @@ impl EventLoop {
             wake,
             stopped,
             gate,
+            changes,
             thread: Some(thread),
         })
+    }
+
+    /// Adds a device to the running loop (its `init` registers its events); returns its id
+    /// for [`EventLoop::remove`]. Waits until the loop thread has made the change.
+    pub fn add(&self, subscriber: Subscriber) -> Result<SubscriberId, EventLoopError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.submit(Change::Add(subscriber, tx));
+        rx.recv_timeout(PAUSE_TIMEOUT)
+            .map_err(|_| EventLoopError::ChangeTimeout(PAUSE_TIMEOUT))
+    }
+
+    /// Takes a device off the loop; once this returns none of its handlers runs again.
+    pub fn remove(&self, id: SubscriberId) -> Result<(), EventLoopError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.submit(Change::Remove(id, tx));
+        rx.recv_timeout(PAUSE_TIMEOUT)
+            .map_err(|_| EventLoopError::ChangeTimeout(PAUSE_TIMEOUT))?
+            .map_err(EventLoopError::Change)
+    }
+
+    fn submit(&self, change: Change) {
+        self.changes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(change);
+        let _ = self.wake.write(1);
     }
 
     /// Stops device processing: returns once the loop is between rounds and parked, so no
@@ -151,6 +200,26 @@ impl EventLoop {
     /// Whether the loop is parked now.
     pub fn is_paused(&self) -> bool {
         self.gate.lock().parked
+    }
+}
+
+/// Makes the changes asked for since the last round (on the loop thread, between rounds).
+fn apply_changes(manager: &mut EventManager<Subscriber>, changes: &Mutex<Vec<Change>>) {
+    let pending = std::mem::take(&mut *changes.lock().unwrap_or_else(|p| p.into_inner()));
+    for change in pending {
+        match change {
+            Change::Add(s, reply) => {
+                let _ = reply.send(manager.add_subscriber(s));
+            }
+            Change::Remove(id, reply) => {
+                let _ = reply.send(
+                    manager
+                        .remove_subscriber(id)
+                        .map(drop)
+                        .map_err(|e| format!("{e:?}")),
+                );
+            }
+        }
     }
 }
 
@@ -223,5 +292,31 @@ mod tests {
         // Dropping a paused loop does not hang.
         lp.pause().unwrap();
         drop(lp);
+    }
+
+    #[test]
+    fn devices_join_and_leave_a_running_loop() {
+        let lp = EventLoop::start(Vec::new()).unwrap();
+        let evt = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let seen = Arc::new(AtomicU64::new(0));
+        let counter = Counter {
+            evt: evt.try_clone().unwrap(),
+            seen: seen.clone(),
+        };
+        let id = lp.add(Arc::new(Mutex::new(counter))).unwrap();
+        evt.write(1).unwrap();
+        assert!(
+            wait_for(|| seen.load(Ordering::SeqCst) == 1),
+            "added device not run"
+        );
+        lp.remove(id).unwrap();
+        evt.write(1).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            1,
+            "removed device still handled"
+        );
+        assert!(lp.remove(id).is_err(), "removing twice is an error");
     }
 }

@@ -55,6 +55,12 @@ pub enum MemoryRestoreMode {
 impl Vm {
     /// Writes this (paused) VM into the template directory `dir`.
     pub fn snapshot(&self, dir: &Path, config: &VmConfig) -> Result<TemplateManifest, VmError> {
+        // The controller refuses first, with a clearer status; this keeps the rule here too.
+        if !self.pci.is_empty() {
+            return Err(VmError::Snapshot(
+                "devices hot-plugged on PCI are not saved in templates yet".into(),
+            ));
+        }
         let vcpus = self
             .vcpus
             .iter()

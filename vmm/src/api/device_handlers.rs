@@ -5,24 +5,40 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Json;
 
 use super::body;
 use super::error::ApiError;
 use super::fd_passing::ConnFds;
 use super::handlers::{warn_ignored, ApiState};
 use crate::config::{DiskConfig, NetConfig, TapFd};
+use crate::controller::Added;
 use crate::devices::virtio::net::Tap;
 
 type ApiResult = Result<Response, ApiError>;
 
 /// `vm.add-disk`: Cloud Hypervisor's `DiskConfig` (kata's extra fields are ignored). Before
-/// boot the disk joins the configuration: 204, as Cloud Hypervisor answers.
+/// boot the disk joins the configuration: 204, as Cloud Hypervisor answers; in a booted VM
+/// it is hot-plugged: 200 with `{id, bdf}`.
 pub async fn vm_add_disk(State(state): State<ApiState>, raw: Bytes) -> ApiResult {
     let (disk, ignored) = body::parse::<DiskConfig>(&raw)?;
     warn_ignored("vm.add-disk", &ignored);
-    let id = state.controller().add_disk(disk)?;
-    tracing::info!("disk {id} added to the VM configuration");
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let added = state.controller().add_disk(disk)?;
+    Ok(answer("disk", added))
+}
+
+/// 204 for a device added to the configuration, 200 `{id, bdf}` for one hot-plugged.
+fn answer(what: &str, added: Added) -> Response {
+    match added.plugged {
+        Some(p) => {
+            tracing::info!("{what} {} hot-plugged at {}", p.id, p.bdf);
+            Json(p).into_response()
+        }
+        None => {
+            tracing::info!("{what} {} added to the VM configuration", added.id);
+            StatusCode::NO_CONTENT.into_response()
+        }
+    }
 }
 
 /// `vm.add-net`: Cloud Hypervisor's `NetConfig`. kata passes the tap as an fd with the
@@ -60,9 +76,8 @@ pub async fn vm_add_net(
         }
         net.fd = Some(TapFd(std::sync::Arc::new(fd)));
     }
-    let id = state.controller().add_net(net)?;
-    tracing::info!("network card {id} added to the VM configuration");
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let added = state.controller().add_net(net)?;
+    Ok(answer("network card", added))
 }
 
 /// `vm.add-device` body: Cloud Hypervisor's `DeviceConfig` (a VFIO device).

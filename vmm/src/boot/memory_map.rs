@@ -16,7 +16,8 @@ pub struct MapEntry {
 }
 
 /// RAM below the EBDA, then every RAM region from 1 MiB up (the legacy VGA/BIOS hole
-/// between them is left out, as on real hardware).
+/// between them is left out, as on real hardware), and the PCI ECAM window as reserved:
+/// Linux only uses the MCFG's configuration space when the memory map reserves it.
 pub fn memory_map(mem: &GuestMemoryMmap) -> Vec<MapEntry> {
     let mut map = vec![MapEntry {
         addr: 0,
@@ -34,6 +35,12 @@ pub fn memory_map(mem: &GuestMemoryMmap) -> Vec<MapEntry> {
             });
         }
     }
+    map.push(MapEntry {
+        addr: revenant_acpi::platform::PCI_ECAM_BASE,
+        size: revenant_acpi::platform::PCI_ECAM_SIZE,
+        kind: E820_RESERVED,
+    });
+    map.sort_by_key(|e| e.addr);
     map
 }
 
@@ -46,7 +53,7 @@ mod tests {
     fn skips_legacy_hole_and_mmio_gap() {
         let mem = create_guest_memory((3 << 30) + (1 << 30)).unwrap();
         let map = memory_map(&mem);
-        assert_eq!(map.len(), 3);
+        assert_eq!(map.len(), 4);
         assert_eq!(
             map[1],
             MapEntry {
@@ -55,8 +62,17 @@ mod tests {
                 kind: E820_RAM
             }
         );
+        // The ECAM window, reserved, inside the gap.
         assert_eq!(
             map[2],
+            MapEntry {
+                addr: revenant_acpi::platform::PCI_ECAM_BASE,
+                size: revenant_acpi::platform::PCI_ECAM_SIZE,
+                kind: E820_RESERVED
+            }
+        );
+        assert_eq!(
+            map[3],
             MapEntry {
                 addr: MMIO_GAP_END,
                 size: 1 << 30,

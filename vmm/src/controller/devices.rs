@@ -1,77 +1,138 @@
 //! Adding and removing devices through the API (`vm.add-disk`, `vm.add-net`,
-//! `vm.remove-device`), as kata does it: before boot the device joins (or leaves) the VM's configuration and the answer
-//! is 204; a booted VM would need virtio-pci hot-plug, which is refused clearly until it
-//! exists.
+//! `vm.remove-device`), as kata does it. Before boot the device joins (or leaves) the VM's
+//! configuration and the answer is 204. In a booted VM (running or paused) it is
+//! hot-plugged on the PCI bus and the answer names it (`{id, bdf}`); removing asks the
+//! guest to eject it. Either way the configuration is kept in step, so `vm.info` shows
+//! what the VM has (and a reboot brings the devices back, on virtio-mmio).
 
 use super::{ControlError, Controller, VmState};
-use crate::config::{DiskConfig, NetConfig, VmConfig};
+use crate::config::{ConfigError, DiskConfig, NetConfig, VmConfig};
+use crate::devices::virtio::net::MacAddr;
+use crate::vm::PluggedDevice;
+
+/// Where the VM is, for adding and removing devices.
+enum Stage {
+    /// Created, or shut down: devices change the configuration only.
+    Unbooted,
+    /// Running or paused: devices are hot-plugged.
+    Booted,
+}
 
 impl Controller {
-    /// The configuration of a VM that has not been booted (or has shut down), which devices
-    /// can still join or leave; `action` names the request for the error otherwise.
-    fn unbooted_config(&mut self, action: &str) -> Result<&mut VmConfig, ControlError> {
-        let booted = self.vm.is_some() && self.state != VmState::Shutdown;
-        if self.config.is_none() {
-            return Err(self.wrong_state(action));
-        }
-        match (self.config.as_mut(), self.state) {
-            (Some(config), VmState::Created | VmState::Shutdown) if !booted => Ok(config),
-            (_, state) => Err(ControlError::WrongState(format!(
-                "cannot {action}: the VM is {state:?}, and hot-plug into a booted VM needs \
-                 virtio-pci, which Revenant does not have yet"
+    fn stage(&self, action: &str) -> Result<Stage, ControlError> {
+        match (&self.config, self.state, &self.vm) {
+            (None, _, _) => Err(self.wrong_state(action)),
+            (Some(_), VmState::Created | VmState::Shutdown, _) => Ok(Stage::Unbooted),
+            (Some(_), VmState::Running | VmState::Paused, Some(_)) => Ok(Stage::Booted),
+            (Some(_), state, _) => Err(ControlError::WrongState(format!(
+                "cannot {action}: the VM is {state:?}"
             ))),
         }
     }
 
-    /// `vm.add-disk` before boot: the disk is checked like one in `vm.create` and added to
-    /// the configuration, with an id of its own if it came without one.
-    pub fn add_disk(&mut self, mut disk: DiskConfig) -> Result<String, ControlError> {
-        let config = self.unbooted_config("add a disk")?;
+    /// The configuration and, once booted, the VM (`stage` checked both exist).
+    fn parts(&mut self) -> Result<(&mut VmConfig, Option<&crate::vm::Vm>), ControlError> {
+        let vm = self.vm.as_ref();
+        match self.config.as_mut() {
+            Some(config) => Ok((config, vm)),
+            None => Err(ControlError::WrongState("no VM has been created".into())),
+        }
+    }
+
+    /// `vm.add-disk`: the disk is checked like one in `vm.create` and gets an id of its own
+    /// if it came without one. Returns where it was plugged, in a booted VM.
+    pub fn add_disk(&mut self, mut disk: DiskConfig) -> Result<Added, ControlError> {
+        let stage = self.stage("add a disk")?;
+        let (config, vm) = self.parts()?;
         let mut candidate = config.clone();
         pin_ids(&mut candidate);
-        let id = match &disk.id {
-            Some(id) => id.clone(),
-            None => unused_id(&candidate, "disk"),
-        };
+        let id = disk
+            .id
+            .clone()
+            .unwrap_or_else(|| unused_id(&candidate, "disk"));
         disk.id = Some(id.clone());
-        candidate.disks.push(disk);
+        candidate.disks.push(disk.clone());
         candidate.validate()?;
+        let plugged = match (stage, vm) {
+            (Stage::Booted, Some(vm)) => {
+                Some(vm.hotplug_disk(candidate.disks.len() - 1, &disk, &id)?)
+            }
+            _ => None,
+        };
         *config = candidate;
-        Ok(id)
+        Ok(Added { id, plugged })
     }
 
-    /// `vm.add-net` before boot: the network card (its tap named, or passed as an fd) is
-    /// checked like one in `vm.create` and added, with an id of its own.
-    pub fn add_net(&mut self, mut net: NetConfig) -> Result<String, ControlError> {
-        let config = self.unbooted_config("add a network card")?;
+    /// `vm.add-net`: the network card (its tap named, or passed as an fd) is checked like
+    /// one in `vm.create` and gets an id (and, hot-plugged, a MAC) of its own.
+    pub fn add_net(&mut self, mut net: NetConfig) -> Result<Added, ControlError> {
+        let stage = self.stage("add a network card")?;
+        let (config, vm) = self.parts()?;
         let mut candidate = config.clone();
         pin_ids(&mut candidate);
-        let id = match &net.id {
-            Some(id) => id.clone(),
-            None => unused_id(&candidate, "net"),
-        };
+        let id = net
+            .id
+            .clone()
+            .unwrap_or_else(|| unused_id(&candidate, "net"));
         net.id = Some(id.clone());
-        candidate.net.push(net);
-        candidate.validate()?;
+        let plugged = match (stage, vm) {
+            (Stage::Booted, Some(vm)) => {
+                // Chosen here, so the configuration shows the address the guest sees.
+                net.mac = Some(net.mac.unwrap_or_else(MacAddr::random_local));
+                candidate.net.push(net.clone());
+                candidate.validate()?;
+                Some(vm.hotplug_net(candidate.net.len() - 1, &net, &id)?)
+            }
+            _ => {
+                candidate.net.push(net);
+                candidate.validate()?;
+                None
+            }
+        };
         *config = candidate;
-        Ok(id)
+        Ok(Added { id, plugged })
     }
 
-    /// `vm.remove-device` before boot: the device with `id` leaves the configuration.
+    /// `vm.remove-device`: before boot the device leaves the configuration; in a booted VM
+    /// a hot-plugged device is ejected by the guest (asked now) and leaves the
+    /// configuration. Devices the VM booted with are on virtio-mmio and stay.
     pub fn remove_device(&mut self, id: &str) -> Result<(), ControlError> {
-        let config = self.unbooted_config("remove a device")?;
+        let stage = self.stage("remove a device")?;
+        let (config, vm) = self.parts()?;
         pin_ids(config);
-        let before = config.disks.len() + config.net.len();
-        config.disks.retain(|d| d.id.as_deref() != Some(id));
-        config.net.retain(|n| n.id.as_deref() != Some(id));
-        if config.disks.len() + config.net.len() == before {
-            return Err(ControlError::Config(crate::config::ConfigError::new(
+        let known = config.disks.iter().any(|d| d.id.as_deref() == Some(id))
+            || config.net.iter().any(|n| n.id.as_deref() == Some(id));
+        if let (Stage::Booted, Some(vm)) = (stage, vm) {
+            if !vm.hot_unplug(id)? {
+                return Err(if known {
+                    ControlError::WrongState(format!(
+                        "{id} was there at boot, on virtio-mmio, which has no hot-unplug; \
+                         only devices added after boot (on PCI) can be removed from a booted VM"
+                    ))
+                } else {
+                    ControlError::Config(ConfigError::new(
+                        "id",
+                        format!("no device with id {id:?}"),
+                    ))
+                });
+            }
+        } else if !known {
+            return Err(ControlError::Config(ConfigError::new(
                 "id",
                 format!("no device with id {id:?}"),
             )));
         }
+        config.disks.retain(|d| d.id.as_deref() != Some(id));
+        config.net.retain(|n| n.id.as_deref() != Some(id));
         Ok(())
     }
+}
+
+/// A device added through the API: its id, and where it was plugged in a booted VM.
+#[derive(Debug)]
+pub struct Added {
+    pub id: String,
+    pub plugged: Option<PluggedDevice>,
 }
 
 /// Gives every disk and network card its default id (`disk<N>`, `net<N>`, N its position)
@@ -142,12 +203,12 @@ mod tests {
     fn disks_added_before_boot_join_the_config_with_ids_that_stay() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = created_with_disks(dir.path(), 2);
-        let id = c.add_disk(image(dir.path(), "added")).unwrap();
+        let id = c.add_disk(image(dir.path(), "added")).unwrap().id;
         assert_eq!(id, "disk2");
         c.remove_device("disk0").unwrap();
         // disk1 keeps its name although it is now first.
         assert_eq!(disk_ids(&c), ["disk1", "disk2"]);
-        let again = c.add_disk(image(dir.path(), "again")).unwrap();
+        let again = c.add_disk(image(dir.path(), "again")).unwrap().id;
         assert_eq!(again, "disk0", "the smallest free id is reused");
         let e = c.remove_device("nosuch").unwrap_err();
         assert!(
@@ -185,7 +246,7 @@ mod tests {
             fd: Some(crate::config::TapFd(std::sync::Arc::new(fd))),
             ..Default::default()
         };
-        assert_eq!(c.add_net(net.clone()).unwrap(), "net0");
+        assert_eq!(c.add_net(net.clone()).unwrap().id, "net0");
         let mut clash = net.clone();
         clash.id = Some("disk0".into());
         let e = c.add_net(clash).unwrap_err();

@@ -57,7 +57,9 @@ pub(crate) struct Devices {
     pub(crate) mmio: Bus,
     pub(crate) ged: GedNotifier,
     pub(crate) cpu_slots: CpuSlots,
-    pub(crate) event_loop: Option<EventLoop>,
+    /// Always running: hot-plugged devices join it later.
+    pub(crate) event_loop: Arc<EventLoop>,
+    pub(crate) pci: super::pci::PciBus,
     pub(crate) test_reports: Option<Arc<Mutex<Vec<u32>>>>,
     pub(crate) wake_status: Arc<AtomicBool>,
     pub(crate) serial: Arc<Mutex<SerialDevice>>,
@@ -197,11 +199,14 @@ impl Devices {
             },
             saved.map(|s| s.virtio_net.as_slice()),
         )?;
-        let event_loop = if subscribers.is_empty() {
-            None
-        } else {
-            Some(EventLoop::start(subscribers)?)
-        };
+        let event_loop = Arc::new(EventLoop::start(subscribers)?);
+        let pci = super::pci::PciBus::new(
+            kvm.fd.clone(),
+            memory.clone(),
+            event_loop.clone(),
+            &mut pio,
+            &mut mmio,
+        )?;
         let irq = irqfd(kvm, GED_IRQ, "GED")?;
         let (ged, ged_device) = crate::devices::acpi::ged::ged(irq);
         mmio.insert(
@@ -221,6 +226,7 @@ impl Devices {
             ged,
             cpu_slots,
             event_loop,
+            pci,
             test_reports,
             wake_status,
             serial,

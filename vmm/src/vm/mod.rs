@@ -2,6 +2,8 @@
 //! `Vm` wires these together; each part owns its own logic.
 
 mod devices;
+mod hotplug;
+mod pci;
 mod prepared;
 mod virtio;
 mod virtio_balloon;
@@ -11,6 +13,7 @@ mod virtio_rng;
 
 pub(crate) use devices::Devices;
 pub use devices::DevicesState;
+pub use hotplug::{PciDeviceInfo, PluggedDevice};
 pub use prepared::PreparedVm;
 pub use virtio::virtio_layout;
 pub use virtio_balloon::BalloonInfo;
@@ -116,6 +119,9 @@ pub struct VmCounters {
     /// Each network card: its id, MAC, tap and frame counters.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub net: Vec<NetInfo>,
+    /// Devices hot-plugged on the PCI bus.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pci_devices: Vec<hotplug::PciDeviceInfo>,
     /// Instructions the host's KVM refused and Revenant emulated, by mnemonic.
     pub fallback_emulations: std::collections::BTreeMap<&'static str, u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -136,7 +142,9 @@ pub struct Vm {
     pub(crate) control: Arc<RunControl>,
     pub(crate) vcpu_threads: Vec<JoinHandle<()>>,
     pub(crate) vcpus: Vec<SharedVcpu>,
-    pub(crate) _event_loop: Option<EventLoop>,
+    pub(crate) event_loop: Arc<EventLoop>,
+    /// The PCI root bus and the devices hot-plugged onto it.
+    pub(crate) pci: pci::PciBus,
     pub(crate) counters: Arc<ExitCounters>,
     pub(crate) test_reports: Option<Arc<Mutex<Vec<u32>>>>,
     /// WAK_STS of the ACPI sleep status register.
@@ -287,7 +295,8 @@ impl Vm {
             control,
             vcpu_threads: Vec::with_capacity(vcpus.len()),
             vcpus: Vec::with_capacity(vcpus.len()),
-            _event_loop: devices.event_loop,
+            event_loop: devices.event_loop,
+            pci: devices.pci,
             counters,
             test_reports: devices.test_reports,
             wake_status: devices.wake_status,
@@ -323,11 +332,9 @@ impl Vm {
     /// memory or device state until [`Vm::resume`]: what a snapshot saves is consistent.
     pub fn pause(&self) -> Result<(), VmError> {
         self.control.pause(&self.vcpu_threads)?;
-        if let Some(lp) = &self._event_loop {
-            if let Err(e) = lp.pause() {
-                self.control.resume();
-                return Err(e.into());
-            }
+        if let Err(e) = self.event_loop.pause() {
+            self.control.resume();
+            return Err(e.into());
         }
         Ok(())
     }
@@ -339,9 +346,7 @@ impl Vm {
     }
 
     fn resume_devices(&self) {
-        if let Some(lp) = &self._event_loop {
-            lp.resume();
-        }
+        self.event_loop.resume();
     }
 
     /// The serial console's pseudo-terminal, in Pty mode.
@@ -519,6 +524,7 @@ impl Vm {
             ram_ext,
             balloon: self.balloon(),
             net: self.net_info(),
+            pci_devices: self.pci_devices(),
             fallback_emulations: self
                 .counters
                 .fallbacks

@@ -362,7 +362,7 @@ pub(super) fn register_notifiers(kvm: &KvmVm, base: u64, device: &dyn VirtioDevi
     }
 }
 
-fn open_disk(i: usize, disk: &DiskConfig) -> Result<Box<dyn DiskBackend>, VmError> {
+pub(super) fn open_disk(i: usize, disk: &DiskConfig) -> Result<Box<dyn DiskBackend>, VmError> {
     if let Some(swap) = &disk.remote_swap {
         let field = format!("disks[{i}].remote_swap");
         let cfg = crate::remote_template::client_config(

@@ -66,7 +66,7 @@ pub(crate) fn build(
 
 /// The device's tap: a duplicate of the fd passed with `vm.add-net` (the config keeps the
 /// original for the next boot), or the named interface, opened now.
-fn open_tap(i: usize, cfg: &NetConfig) -> Result<Tap, VmError> {
+pub(super) fn open_tap(i: usize, cfg: &NetConfig) -> Result<Tap, VmError> {
     let field = format!("net[{i}].tap");
     let bad = |e: String| VmError::from(ConfigError::new(&field, e));
     match (&cfg.fd, cfg.tap_name()) {

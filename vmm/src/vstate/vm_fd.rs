@@ -34,7 +34,8 @@ pub enum VmFdError {
 
 pub struct KvmVm {
     pub kvm: Kvm,
-    pub fd: VmFd,
+    /// Shared with the MSI routing table of hot-plugged PCI devices.
+    pub fd: std::sync::Arc<VmFd>,
 }
 
 /// Creates a VM with `mem` registered. Memory slots go in *before* the irqchip: on this
@@ -69,7 +70,10 @@ pub fn create_vm(mem: &GuestMemoryMmap, with_pit: bool) -> Result<KvmVm, VmFdErr
     fd.set_tss_address(KVM_TSS_ADDRESS)
         .map_err(VmFdError::TssAddress)?;
     fd.create_irq_chip().map_err(VmFdError::Irqchip)?;
-    let vm = KvmVm { kvm, fd };
+    let vm = KvmVm {
+        kvm,
+        fd: std::sync::Arc::new(fd),
+    };
     if with_pit {
         create_pit(&vm)?;
     }

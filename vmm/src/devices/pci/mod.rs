@@ -19,6 +19,7 @@
 pub mod config_access;
 pub mod config_space;
 pub mod host_bridge;
+pub mod hotplug;
 pub mod msi_routes;
 pub mod msix;
 pub mod root;
