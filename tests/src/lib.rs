@@ -7,6 +7,7 @@ pub mod bench;
 pub mod bins;
 pub mod guests;
 pub mod images;
+pub mod kata;
 pub mod memd;
 pub mod skip;
 pub mod tap;

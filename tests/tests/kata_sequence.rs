@@ -2,8 +2,8 @@
 //! start command, readiness polling, request bodies (with the fields kata always sends that
 //! Revenant ignores), order, and the checks kata's Go client makes on every answer.
 //!
-//! Not covered yet (issue 11): `vm.add-disk` / `vm.remove-device` after boot (virtio-pci),
-//! hybrid vsock, templating through `memory.zones`. The guest
+//! Not covered here: hybrid vsock with a guest listener (tests/tests/vsock.rs drives the
+//! device), templating through `memory.zones`. The guest
 //! is a raw test guest instead of kata's kernel, since Linux user space cannot run on this
 //! host's PVM KVM yet.
 
@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use revenant_tests::api_client::{ApiClient, Response};
 use revenant_tests::bins::binary;
-use revenant_tests::guests;
 use revenant_tests::skip::kvm_available;
 use revenant_tests::vmm_process::{wait_with_timeout, write_guest};
+use revenant_tests::{guests, kata};
 
 /// What kata's generated client requires of every answer: a 2xx status, and
 /// `application/json` on any answer with a body.
@@ -32,17 +32,6 @@ fn kata_ok(r: &Response, what: &str) {
             "{what}"
         );
     }
-}
-
-fn kata_vm_config(image: &std::path::Path, dir: &std::path::Path) -> String {
-    // The body of kata's clh.go createVM, with a test guest in place of its kernel. Every
-    // field kata sets is here, including those Revenant does not implement (ignored with a
-    // warning, as Cloud Hypervisor ignores unknown fields).
-    format!(
-        r#"{{"payload":{{"test_guest":{{"path":"{image}","mode":"long"}}}},"cpus":{{"boot_vcpus":1,"max_vcpus":4,"kvm_hyperv":false,"nested":false,"topology":{{"threads_per_core":1,"cores_per_die":1,"dies_per_package":1,"packages":1}}}},"memory":{{"size":33554432,"hotplug_size":0,"hotplug_method":"Acpi","shared":true,"hugepages":false,"mergeable":false,"prefault":false,"thp":true}},"rng":{{"src":"/dev/urandom"}},"serial":{{"mode":"Off"}},"console":{{"mode":"Off"}},"vsock":{{"cid":3,"socket":"{dir}/clh.sock"}},"platform":{{"num_pci_segments":2}},"iommu":false,"watchdog":false,"pvpanic":false,"landlock_enable":false,"balloon":{{"size":0,"free_page_reporting":true}},"tdx":null,"sev_snp":null}}"#,
-        image = image.display(),
-        dir = dir.display()
-    )
 }
 
 #[test]
@@ -80,7 +69,10 @@ fn kata_create_boot_resize_pause_resume_stop() {
     let started = Instant::now();
     let image = write_guest(dir.path(), "guest.bin", &guests::long_mode_ticker(24));
     kata_ok(
-        &api.put("vm.create", Some(&kata_vm_config(&image, dir.path()))),
+        &api.put(
+            "vm.create",
+            Some(&kata::vm_config(&image, "long", dir.path())),
+        ),
         "vm.create",
     );
     let info = api.get("vm.info");
@@ -124,6 +116,29 @@ fn kata_create_boot_resize_pause_resume_stop() {
         assert!(path.is_u64(), "not an integer in {info}");
     }
     assert!(info["memory_actual_size"].as_u64().unwrap() > 0);
+
+    // A container's block rootfs: vm.add-disk after boot, answered {id, bdf} with the bdf
+    // exactly 0000:00:DD.0 (the agent finds the disk by its slot).
+    let disk = dir.path().join("container.img");
+    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    let r = api.put(
+        "vm.add-disk",
+        Some(&format!(
+            r#"{{"path":"{}","readonly":false,"image_type":"Raw","vhost_user":false,"num_queues":1,"queue_size":128,"iommu":false,"direct":false,"id":"_disk1"}}"#,
+            disk.display()
+        )),
+    );
+    kata_ok(&r, "vm.add-disk");
+    let added = r.json();
+    assert_eq!(added["id"], "_disk1", "{added}");
+    let bdf = added["bdf"].as_str().expect("bdf is a string");
+    let ok = bdf.len() == 12
+        && bdf.starts_with("0000:00:")
+        && bdf.ends_with(".0")
+        && bdf[8..10]
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
+    assert!(ok, "bdf {bdf:?} is not 0000:00:DD.0");
 
     // vCPU threads are named vcpuN (kata moves them into cgroups by name).
     let names = revenant_tests::vmm_process::vcpu_thread_names(child.id());

@@ -381,6 +381,28 @@ impl VmConfig {
         Ok(())
     }
 
+    /// The checks a disk or network card added through the API must pass: each disk and card
+    /// as in `vm.create`, ids unique across both, and an interrupt line for each at the next
+    /// boot. The rest of the config was checked at `vm.create` and may legitimately fail a
+    /// fresh check now (a running VM listens on its own vsock socket).
+    pub fn validate_devices(&self) -> Result<(), ConfigError> {
+        disks::validate(&self.disks)?;
+        let disk_ids: Vec<String> = (self.disks.iter().enumerate())
+            .map(|(i, d)| d.id_or_default(i))
+            .collect();
+        net::validate(&self.net, &disk_ids)?;
+        if self.virtio_device_count() > MAX_DISKS {
+            return Err(ConfigError::new(
+                "body",
+                format!(
+                    "{} virtio devices; there are interrupt lines for {MAX_DISKS}",
+                    self.virtio_device_count()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Number of virtio-mmio devices the config asks for (each takes an interrupt line).
     pub fn virtio_device_count(&self) -> usize {
         self.disks.len()

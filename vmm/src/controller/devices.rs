@@ -52,7 +52,7 @@ impl Controller {
             .unwrap_or_else(|| unused_id(&candidate, "disk"));
         disk.id = Some(id.clone());
         candidate.disks.push(disk.clone());
-        candidate.validate()?;
+        candidate.validate_devices()?;
         let plugged = match (stage, vm) {
             (Stage::Booted, Some(vm)) => {
                 Some(vm.hotplug_disk(candidate.disks.len() - 1, &disk, &id)?)
@@ -80,12 +80,12 @@ impl Controller {
                 // Chosen here, so the configuration shows the address the guest sees.
                 net.mac = Some(net.mac.unwrap_or_else(MacAddr::random_local));
                 candidate.net.push(net.clone());
-                candidate.validate()?;
+                candidate.validate_devices()?;
                 Some(vm.hotplug_net(candidate.net.len() - 1, &net, &id)?)
             }
             _ => {
                 candidate.net.push(net);
-                candidate.validate()?;
+                candidate.validate_devices()?;
                 None
             }
         };
