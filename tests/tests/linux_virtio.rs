@@ -6,7 +6,9 @@
 //! - `swap`: `mkswap`/`swapon` on the remote swap device (memory servers), then twice the
 //!   guest's RAM goes through tmpfs and comes back intact;
 //! - `vsock`: a host client completes the hybrid vsock handshake to a guest listener and
-//!   gets its data echoed.
+//!   gets its data echoed;
+//! - `pcihp`: a disk added with `vm.add-disk` after boot appears in the guest under the
+//!   reported bdf with the host's data on it, and disappears after `vm.remove-device`.
 //!
 //! On this project's PVM hosts Linux user space cannot run yet, so these print `SKIP:`.
 
@@ -148,4 +150,44 @@ fn a_host_client_talks_to_a_guest_program_over_hybrid_vsock() {
     drop(reader);
     drop(stream);
     assert_passed(&console, "vsock");
+}
+
+#[test]
+fn a_disk_hot_plugged_after_boot_appears_at_its_bdf_and_goes_away() {
+    let name = "a_disk_hot_plugged_after_boot_appears_at_its_bdf_and_goes_away";
+    let Some((kernel, initramfs)) = linux_guest(name) else {
+        return;
+    };
+    let mut vmm = ApiVmm::start();
+    let console = boot(
+        &mut vmm,
+        &kernel,
+        &initramfs,
+        "pcihp",
+        r#""rng":{"src":"/dev/urandom"}"#,
+    );
+    wait_for(&console, "REVENANT-PCIHP READY");
+    let disk = vmm.dir.path().join("hot.img");
+    let mut data = b"REVENANT-PCI".to_vec();
+    data.resize(1 << 20, 0);
+    std::fs::write(&disk, &data).unwrap();
+    let r = vmm.client.put(
+        "vm.add-disk",
+        Some(&format!(r#"{{"path":"{}","id":"hot"}}"#, disk.display())),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let bdf = r.json()["bdf"].as_str().unwrap().to_string();
+    let text = wait_for(&console, "REVENANT-PCIHP DISK");
+    assert!(
+        text.contains(&format!("REVENANT-PCIHP DISK {bdf} REVENANT-PCI")),
+        "console:\n{text}"
+    );
+    assert_eq!(
+        vmm.client
+            .put("vm.remove-device", Some(r#"{"id":"hot"}"#))
+            .status,
+        204
+    );
+    wait_for(&console, &format!("REVENANT-PCIHP GONE {bdf}"));
+    assert_passed(&console, "pcihp");
 }
