@@ -40,6 +40,26 @@ fn net_mmio_base(body: &str) -> u64 {
     layout[0].base
 }
 
+/// `vm.create` with the virtio-net driver guest (its card is the first virtio slot) and
+/// `extra` vm.create JSON (a `net` entry, or none when the card comes with vm.add-net).
+fn create_with_net_driver(vmm: &mut ApiVmm, extra: &str) {
+    let base = net_mmio_base(&test_guest_config(
+        std::path::Path::new("/x"),
+        "long",
+        MEMORY,
+        "Off",
+        "",
+    ));
+    let image = write_guest(
+        vmm.dir.path(),
+        "net.bin",
+        &guests::long_mode_net_driver(base),
+    );
+    let body = test_guest_config(&image, "long", MEMORY, "Off", extra);
+    let r = vmm.client.put("vm.create", Some(&body));
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+}
+
 #[test]
 fn a_guest_exchanges_frames_over_a_tap_passed_by_scm_rights() {
     let test = "a_guest_exchanges_frames_over_a_tap_passed_by_scm_rights";
@@ -52,19 +72,7 @@ fn a_guest_exchanges_frames_over_a_tap_passed_by_scm_rights() {
     set_up(&tap).expect("bring the tap up");
     let packets = PacketSocket::bind(&tap, NET_TEST_ETHERTYPE).expect("packet socket");
     let mut vmm = ApiVmm::start();
-    let config_for = |image: &std::path::Path| test_guest_config(image, "long", MEMORY, "Off", "");
-    let base = net_mmio_base(&config_for(std::path::Path::new("/x")));
-    let image = write_guest(
-        vmm.dir.path(),
-        "net.bin",
-        &guests::long_mode_net_driver(base),
-    );
-    assert_eq!(
-        vmm.client
-            .put("vm.create", Some(&config_for(&image)))
-            .status,
-        204
-    );
+    create_with_net_driver(&mut vmm, "");
 
     // kata's body: an empty tap name, one queue pair, offloads and ip/mask to ignore.
     let body = r#"{"tap":"","ip":"192.168.249.1","mask":"255.255.255.0","mac":"52:54:00:aa:bb:01","iommu":false,"num_queues":2,"queue_size":256,"vhost_user":false,"vhost_mode":"Client","offload_tso":true,"offload_ufo":true,"offload_csum":true}"#;
@@ -246,26 +254,7 @@ fn a_clone_of_a_template_with_a_card_gets_its_own_tap_and_keeps_its_rings() {
     let clone_tap = unique_name("u");
     let mut vmm = ApiVmm::start();
     let extra = format!(r#""net":[{{"tap":"{tap}","mac":"52:54:00:aa:bb:01"}}]"#);
-    let config_for =
-        |image: &std::path::Path| test_guest_config(image, "long", MEMORY, "Off", &extra);
-    let base = net_mmio_base(&test_guest_config(
-        std::path::Path::new("/x"),
-        "long",
-        MEMORY,
-        "Off",
-        "",
-    ));
-    let image = write_guest(
-        vmm.dir.path(),
-        "net.bin",
-        &guests::long_mode_net_driver(base),
-    );
-    assert_eq!(
-        vmm.client
-            .put("vm.create", Some(&config_for(&image)))
-            .status,
-        204
-    );
+    create_with_net_driver(&mut vmm, &extra);
     assert_eq!(vmm.client.put("vm.boot", None).status, 204);
     let mut seen = 0;
     // The frame went out (to a tap that is down here: dropped, counted); the guest now

@@ -165,40 +165,35 @@ impl Devices {
             _ => None,
         };
         let discard = Arc::new(crate::vstate::discard::GuestDiscard::default());
-        let virtio_balloon = super::virtio_balloon::build(
-            config,
-            virtio,
-            &mut super::virtio::Wiring {
+        let (virtio_balloon, virtio_rng, virtio_net) = {
+            let mut wiring = super::virtio::Wiring {
                 kvm,
                 memory,
                 mmio: &mut mmio,
                 subscribers: &mut subscribers,
-            },
-            &discard,
-            saved.map(|s| s.virtio_balloon.as_ref()),
-        )?;
-        let virtio_rng = super::virtio_rng::build(
-            config,
-            virtio,
-            &mut super::virtio::Wiring {
-                kvm,
-                memory,
-                mmio: &mut mmio,
-                subscribers: &mut subscribers,
-            },
-            saved.map(|s| s.virtio_rng.as_ref()),
-        )?;
-        let virtio_net = super::virtio_net::build(
-            config,
-            virtio,
-            &mut super::virtio::Wiring {
-                kvm,
-                memory,
-                mmio: &mut mmio,
-                subscribers: &mut subscribers,
-            },
-            saved.map(|s| s.virtio_net.as_slice()),
-        )?;
+            };
+            (
+                super::virtio_balloon::build(
+                    config,
+                    virtio,
+                    &mut wiring,
+                    &discard,
+                    saved.map(|s| s.virtio_balloon.as_ref()),
+                )?,
+                super::virtio_rng::build(
+                    config,
+                    virtio,
+                    &mut wiring,
+                    saved.map(|s| s.virtio_rng.as_ref()),
+                )?,
+                super::virtio_net::build(
+                    config,
+                    virtio,
+                    &mut wiring,
+                    saved.map(|s| s.virtio_net.as_slice()),
+                )?,
+            )
+        };
         let event_loop = Arc::new(EventLoop::start(subscribers)?);
         let pci = super::pci::PciBus::new(
             kvm.fd.clone(),
