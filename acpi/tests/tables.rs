@@ -1,16 +1,19 @@
 //! The ACPI tables as ACPICA's disassembler (`iasl -d`, Debian package `acpica-tools`) reads
 //! them: every table must disassemble without errors or warnings, and the DSDT of a fixed
-//! configuration must match the golden file (`REVENANT_BLESS=1` rewrites it). ACPICA's
-//! interpreter (`acpiexec`) then runs the methods an OS calls (sleep packages, `_STA`, `_MAT`,
-//! the GED's `_EVT` into the CPU scan and the power button) and must raise no exception.
+//! configuration, without and with a PCI root bus, must match the golden files
+//! (`REVENANT_BLESS=1` rewrites them). ACPICA's interpreter (`acpiexec`) then runs the methods
+//! an OS calls (sleep packages, `_STA`, `_MAT`, the GED's `_EVT` into the CPU scan, the power
+//! button and the PCI slot scan, a slot's `_EJ0`) and must raise no exception.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use revenant_acpi::tables::{build_tables, AcpiConfig, MmioDevice};
+use revenant_acpi::platform;
+use revenant_acpi::tables::{build_tables, AcpiConfig, MmioDevice, PciRootConfig};
 
 const GOLDEN_DSDT: &str = "tests/golden/dsdt-4of8-3virtio.dsl";
+const GOLDEN_DSDT_PCI: &str = "tests/golden/dsdt-4of8-3virtio-pci.dsl";
 
 fn one_vcpu() -> AcpiConfig {
     AcpiConfig {
@@ -18,6 +21,7 @@ fn one_vcpu() -> AcpiConfig {
         max_vcpus: 1,
         virtio_mmio: Vec::new(),
         vmgenid: false,
+        pci: None,
     }
 }
 
@@ -34,6 +38,15 @@ fn four_of_eight() -> AcpiConfig {
             })
             .collect(),
         vmgenid: true,
+        pci: None,
+    }
+}
+
+/// The golden configuration with the standard PCI root bus.
+fn four_of_eight_with_pci() -> AcpiConfig {
+    AcpiConfig {
+        pci: Some(PciRootConfig::standard()),
+        ..four_of_eight()
     }
 }
 
@@ -152,11 +165,12 @@ fn disassemble_all(config: &AcpiConfig) {
     let Some(iasl) = iasl() else { return };
     let dir = tempfile::tempdir().unwrap();
     let signatures = write_tables(config, dir.path());
-    assert_eq!(
-        signatures,
-        ["RSDP", "FACS", "XSDT", "FACP", "APIC", "DSDT"],
-        "tables in address order"
-    );
+    let expected: &[&str] = if config.pci.is_some() {
+        &["RSDP", "FACS", "XSDT", "FACP", "APIC", "MCFG", "DSDT"]
+    } else {
+        &["RSDP", "FACS", "XSDT", "FACP", "APIC", "DSDT"]
+    };
+    assert_eq!(signatures, expected, "tables in address order");
     for signature in &signatures {
         // iasl loads a binary table only if it starts with a standard table header, which the
         // RSDP lacks ("Binary file does not contain a valid ACPI table"); the unit tests check
@@ -185,8 +199,7 @@ fn iasl_accepts_every_table_for_4_of_8_vcpus_with_virtio_and_vmgenid() {
     disassemble_all(&four_of_eight());
 }
 
-#[test]
-fn iasl_accepts_every_table_for_the_largest_guest() {
+fn largest_guest() -> AcpiConfig {
     let mut config = four_of_eight();
     config.max_vcpus = 254;
     config.virtio_mmio = (0..32)
@@ -196,7 +209,25 @@ fn iasl_accepts_every_table_for_the_largest_guest() {
             irq: 5 + i as u32,
         })
         .collect();
-    disassemble_all(&config);
+    config
+}
+
+#[test]
+fn iasl_accepts_every_table_for_the_largest_guest() {
+    disassemble_all(&largest_guest());
+}
+
+#[test]
+fn iasl_accepts_every_table_with_a_pci_root_bus() {
+    disassemble_all(&four_of_eight_with_pci());
+    disassemble_all(&AcpiConfig {
+        pci: Some(PciRootConfig::standard()),
+        ..one_vcpu()
+    });
+    disassemble_all(&AcpiConfig {
+        pci: Some(PciRootConfig::standard()),
+        ..largest_guest()
+    });
 }
 
 #[test]
@@ -243,24 +274,129 @@ fn stable_dsl(dsl: &str) -> String {
     out
 }
 
-#[test]
-fn dsdt_matches_golden_disassembly() {
-    let Some(iasl) = iasl() else { return };
+/// Disassembles `signature` of `config` and returns the stable part of the listing.
+fn disassembly(iasl: &Path, config: &AcpiConfig, signature: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    write_tables(&four_of_eight(), dir.path());
-    disassemble(&iasl, dir.path(), "DSDT");
-    let dsl = std::fs::read_to_string(dir.path().join("DSDT.dsl")).unwrap();
-    let dsl = stable_dsl(&dsl);
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join(GOLDEN_DSDT);
+    write_tables(config, dir.path());
+    disassemble(iasl, dir.path(), signature);
+    let dsl = std::fs::read_to_string(dir.path().join(format!("{signature}.dsl"))).unwrap();
+    stable_dsl(&dsl)
+}
+
+/// Compares the DSDT disassembly of `config` with the golden file `golden` (rewrites it with
+/// `REVENANT_BLESS=1`).
+fn assert_golden_dsdt(config: &AcpiConfig, golden: &str) {
+    let Some(iasl) = iasl() else { return };
+    let dsl = disassembly(&iasl, config, "DSDT");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(golden);
     if std::env::var("REVENANT_BLESS").as_deref() == Ok("1") {
-        std::fs::write(&golden, &dsl).unwrap();
+        std::fs::write(&path, &dsl).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&golden)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with REVENANT_BLESS=1)", golden.display()));
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with REVENANT_BLESS=1)", path.display()));
     assert_eq!(
         dsl, expected,
-        "DSDT disassembly differs from {GOLDEN_DSDT}; if the change is intended, rerun with REVENANT_BLESS=1"
+        "DSDT disassembly differs from {golden}; if the change is intended, rerun with REVENANT_BLESS=1"
+    );
+}
+
+#[test]
+fn dsdt_matches_golden_disassembly() {
+    assert_golden_dsdt(&four_of_eight(), GOLDEN_DSDT);
+}
+
+#[test]
+fn dsdt_with_pci_matches_golden_disassembly() {
+    assert_golden_dsdt(&four_of_eight_with_pci(), GOLDEN_DSDT_PCI);
+}
+
+/// The values of the `count` lines after the first line of `dsl` that starts with
+/// `descriptor` (a resource descriptor's opening line): the first word of each, without
+/// its comma, e.g. `["0x0CF8", "0x0CF8", "0x01", "0x08"]` for an `IO (Decode16,` block.
+fn descriptor_values(dsl: &str, descriptor: &str, count: usize) -> Vec<String> {
+    let mut lines = dsl.lines().map(str::trim);
+    lines
+        .by_ref()
+        .find(|l| l.starts_with(descriptor))
+        .unwrap_or_else(|| panic!("no {descriptor} in:\n{dsl}"));
+    lines
+        .take(count)
+        .map(|l| {
+            l.split_whitespace()
+                .next()
+                .unwrap_or("")
+                .trim_end_matches(',')
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn mcfg_and_host_bridge_crs_disassemble_to_the_pci_layout() {
+    let Some(iasl) = iasl() else { return };
+    let config = four_of_eight_with_pci();
+    let mcfg = disassembly(&iasl, &config, "MCFG");
+    // Lines look like `[02Ch 0044   8]                 Base Address : 00000000E0000000`.
+    let field = |name: &str| -> String {
+        mcfg.lines()
+            .find_map(|l| {
+                let (_, rest) = l.split_once(']')?;
+                let (key, value) = rest.split_once(" : ")?;
+                (key.trim() == name).then(|| value.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("no {name} in:\n{mcfg}"))
+    };
+    assert_eq!(
+        field("Base Address"),
+        format!("{:016X}", platform::PCI_ECAM_BASE)
+    );
+    assert_eq!(field("Segment Group Number"), "0000");
+    assert_eq!(field("Start Bus Number"), "00");
+    assert_eq!(field("End Bus Number"), "00");
+    assert_eq!(field("Revision"), "01");
+
+    let dsdt = disassembly(&iasl, &config, "DSDT");
+    let pci0 = &dsdt[dsdt.find("Device (PCI0)").expect("PCI0")..];
+    assert_eq!(
+        descriptor_values(pci0, "WordBusNumber (ResourceProducer", 5),
+        ["0x0000", "0x0000", "0x0000", "0x0000", "0x0001"]
+    );
+    assert_eq!(
+        descriptor_values(pci0, "IO (Decode16,", 4),
+        ["0x0CF8", "0x0CF8", "0x01", "0x08"]
+    );
+    assert_eq!(
+        descriptor_values(
+            pci0,
+            "DWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, Cacheable, ReadWrite,",
+            5
+        ),
+        [
+            "0x00000000",
+            "0xD0000000",
+            "0xDFFFFFFF",
+            "0x00000000",
+            "0x10000000"
+        ]
+    );
+    let slots = pci0
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Device (S"))
+        .count();
+    assert_eq!(slots, 31, "one device per slot 1..=31");
+    let phpr = &dsdt[dsdt.find("Device (PHPR)").expect("PHPR")..];
+    assert_eq!(
+        descriptor_values(phpr, "Memory32Fixed (ReadWrite,", 2),
+        [
+            format!("{:#010X}", platform::PCI_HOTPLUG_MMIO_BASE).replace("0X", "0x"),
+            "0x00000010".to_string()
+        ]
+    );
+    let mbrd = &dsdt[dsdt.find("Device (MBRD)").expect("MBRD")..];
+    assert_eq!(
+        descriptor_values(mbrd, "Memory32Fixed (ReadWrite,", 2),
+        ["0xE0000000", "0x00100000"]
     );
 }
 
@@ -271,7 +407,11 @@ fn dsdt_matches_golden_disassembly() {
 /// regions with plain memory, so a field reads what was last written to it.
 fn acpiexec(config: &AcpiConfig, init: &[(&str, u64)], paths: &[&str]) -> Vec<(String, String)> {
     let dir = tempfile::tempdir().unwrap();
-    write_tables(config, dir.path());
+    let files: Vec<String> = write_tables(config, dir.path())
+        .into_iter()
+        .filter(|signature| signature != "RSDP")
+        .map(|signature| format!("{signature}.dat"))
+        .collect();
     let init_file = dir.path().join("init.txt");
     let init_text: String = init
         .iter()
@@ -285,7 +425,7 @@ fn acpiexec(config: &AcpiConfig, init: &[(&str, u64)], paths: &[&str]) -> Vec<(S
         .arg(&init_file)
         .arg("-b")
         .arg(commands.join("; "))
-        .args(["FACP.dat", "APIC.dat", "FACS.dat", "XSDT.dat", "DSDT.dat"])
+        .args(&files)
         .output()
         .expect("run acpiexec");
     let text = format!(
@@ -466,4 +606,131 @@ fn platform_bits(cpu: bool, button: bool) -> u64 {
         bits |= GED_EVENT_POWER_BUTTON;
     }
     u64::from(bits)
+}
+
+#[test]
+fn acpiexec_reads_every_slot_address_and_number() {
+    if !acpiexec_available() {
+        return;
+    }
+    let mut paths = Vec::new();
+    for slot in 1..32 {
+        paths.push(format!("\\_SB.PCI0.S{slot:02X}._ADR"));
+        paths.push(format!("\\_SB.PCI0.S{slot:02X}._SUN"));
+    }
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    // acpiexec takes at most 1023 characters of batch commands.
+    let blocks: Vec<(String, String)> = paths
+        .chunks(16)
+        .flat_map(|chunk| acpiexec(&four_of_eight_with_pci(), &[], chunk))
+        .collect();
+    assert_eq!(blocks.len(), 62);
+    for (slot, pair) in (1u64..32).zip(blocks.chunks(2)) {
+        let adr = format!("[Integer] = {:016X}", slot << 16);
+        let sun = format!("[Integer] = {slot:016X}");
+        assert!(pair[0].1.contains(&adr), "{:?} wants {adr}", pair[0]);
+        assert!(pair[1].1.contains(&sun), "{:?} wants {sun}", pair[1]);
+    }
+    // The example from the issue: slot 5.
+    assert!(blocks[8].0.ends_with("S05._ADR"));
+    assert!(blocks[8].1.contains("[Integer] = 0000000000050000"));
+    assert!(blocks[9].1.contains("[Integer] = 0000000000000005"));
+}
+
+/// The slots acpiexec printed a Notify for, with the value.
+fn slot_notifies(block: &str) -> Vec<(String, u8)> {
+    let mut found: Vec<(String, u8)> = block
+        .lines()
+        .filter_map(|l| {
+            let name = l.split("Notify on [").nth(1)?.get(..4)?;
+            let value = l.split("Value 0x").nth(1)?.get(..2)?;
+            name.starts_with('S')
+                .then(|| (name.to_string(), u8::from_str_radix(value, 16).unwrap()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn acpiexec_runs_the_pci_hotplug_event_into_slot_notifies() {
+    if !acpiexec_available() {
+        return;
+    }
+    let evt = ["\\_SB.GED._EVT 23"];
+    let pci_bit = u64::from(platform::GED_EVENT_PCI_HOTPLUG);
+    // Slot 5 plugged; slots 7 and 31 to unplug.
+    let blocks = acpiexec(
+        &four_of_eight_with_pci(),
+        &[
+            ("\\_SB.PHPR.PCIU", 1 << 5),
+            ("\\_SB.PHPR.PCID", (1 << 7) | (1 << 31)),
+            ("\\_SB.GED.GDAT", pci_bit),
+        ],
+        &evt,
+    );
+    let block = &blocks[0].1;
+    assert_eq!(
+        slot_notifies(block),
+        [
+            ("S05_".to_string(), 1),
+            ("S07_".to_string(), 3),
+            ("S1F_".to_string(), 3)
+        ],
+        "{block}"
+    );
+    assert!(!block.contains("[C000]"), "no CPU scan:\n{block}");
+    assert!(!notified(block, "PWRB", 0x80), "{block}");
+
+    // The host bridge's slot 0 has no device: its bit is ignored.
+    let blocks = acpiexec(
+        &four_of_eight_with_pci(),
+        &[("\\_SB.PHPR.PCIU", 1), ("\\_SB.GED.GDAT", pci_bit)],
+        &evt,
+    );
+    assert_eq!(slot_notifies(&blocks[0].1), [], "{}", blocks[0].1);
+
+    // Other events do not scan the slots, and the existing bits still work with PCI.
+    let blocks = acpiexec(
+        &four_of_eight_with_pci(),
+        &[
+            ("\\_SB.PHPR.PCIU", 1 << 5),
+            ("\\_SB.CPUS.CINS", 1),
+            ("\\_SB.GED.GDAT", platform_bits(true, true)),
+        ],
+        &evt,
+    );
+    let block = &blocks[0].1;
+    assert_eq!(slot_notifies(block), [], "{block}");
+    assert!(notified(block, "C003", 1), "{block}");
+    assert!(notified(block, "PWRB", 0x80), "{block}");
+
+    // Without PCI the bit means nothing (and PCNT does not exist).
+    let blocks = acpiexec(&four_of_eight(), &[("\\_SB.GED.GDAT", pci_bit)], &evt);
+    assert!(!blocks[0].1.contains("Notify"), "{}", blocks[0].1);
+}
+
+#[test]
+fn acpiexec_ejects_a_slot_through_the_controller() {
+    if !acpiexec_available() {
+        return;
+    }
+    let paths = [
+        "\\_SB.PCI0.S05._EJ0 1",
+        "\\_SB.PHPR.B0EJ",
+        "\\_SB.PCI0.S1F._EJ0 1",
+        "\\_SB.PHPR.B0EJ",
+    ];
+    let blocks = acpiexec(&four_of_eight_with_pci(), &[], &paths);
+    // acpiexec's register block is plain memory: B0EJ reads back what _EJ0 wrote.
+    assert!(
+        blocks[1].1.contains("[Integer] = 0000000000000020"),
+        "{:?}",
+        blocks[1]
+    );
+    assert!(
+        blocks[3].1.contains("[Integer] = 0000000080000000"),
+        "{:?}",
+        blocks[3]
+    );
 }

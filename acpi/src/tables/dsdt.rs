@@ -1,8 +1,9 @@
 //! The DSDT: everything the guest finds by walking the ACPI namespace.
 //!
 //! `\_SB_` holds the virtio-mmio transports (`Vnnn`), COM1, the power button, the Generic
-//! Event Device, the CPU hot-plug container ([`super::cpu_hotplug`]) and, if asked for, the
-//! VMGenID device. The root holds the `\_S3_`, `\_S4_`, `\_S5_` sleep packages.
+//! Event Device, the CPU hot-plug container ([`super::cpu_hotplug`]), if asked for, the
+//! VMGenID device and, with a PCI root bus, its host bridge, slots and hot-plug controller
+//! ([`super::pci`]). The root holds the `\_S3_`, `\_S4_`, `\_S5_` sleep packages.
 //!
 //! The Generic Event Device's contract with the VMM is in the parent module's documentation.
 
@@ -14,7 +15,9 @@ use acpi_tables::aml::{
 use acpi_tables::sdt::Sdt;
 use acpi_tables::{Aml, AmlSink};
 
-use super::{cpu_hotplug, finish_sdt, AcpiConfig, MmioDevice, OEM_ID, OEM_REVISION, OEM_TABLE_ID};
+use super::{
+    cpu_hotplug, finish_sdt, pci, AcpiConfig, MmioDevice, OEM_ID, OEM_REVISION, OEM_TABLE_ID,
+};
 use crate::platform;
 
 /// DSDT revision 2: integers are 64 bits wide.
@@ -52,10 +55,13 @@ pub fn build(config: &AcpiConfig) -> Vec<u8> {
     }
     sb.extend(com1());
     sb.extend(power_button());
-    sb.extend(generic_event_device(config.vmgenid));
+    sb.extend(generic_event_device(config.vmgenid, config.pci.is_some()));
     sb.extend(cpu_hotplug::container(config));
     if config.vmgenid {
         sb.extend(vmgenid());
+    }
+    if let Some(root) = &config.pci {
+        sb.extend(pci::devices(root));
     }
 
     let mut dsdt = Sdt::new(
@@ -123,8 +129,9 @@ fn power_button() -> Vec<u8> {
 }
 
 /// `Device (GED_)`: see the module documentation. With `vmgenid`, bit
-/// `GED_EVENT_VMGENID` notifies `\_SB_.VGEN` so the guest re-reads its generation ID.
-fn generic_event_device(vmgenid: bool) -> Vec<u8> {
+/// `GED_EVENT_VMGENID` notifies `\_SB_.VGEN` so the guest re-reads its generation ID; with
+/// `pci`, bit `GED_EVENT_PCI_HOTPLUG` runs the PCI slot scan `\_SB_.PCI0.PCNT`.
+fn generic_event_device(vmgenid: bool, pci: bool) -> Vec<u8> {
     let hid = Name::new("_HID".into(), &"ACPI0013");
     let uid = Name::new("_UID".into(), &ZERO);
     let irq = Interrupt::new(true, false, false, false, platform::GED_IRQ);
@@ -162,9 +169,17 @@ fn generic_event_device(vmgenid: bool) -> Vec<u8> {
     let vgen_set = Equal::new(&vgen_masked, &vgen_bit);
     let changed = Notify::new(&vgen, &NOTIFY_VMGENID_CHANGED);
     let on_vgen = If::new(&vgen_set, vec![&changed]);
+    let pci_bit = platform::GED_EVENT_PCI_HOTPLUG;
+    let pci_masked = And::new(&ZERO, &Local(0), &pci_bit);
+    let pci_set = Equal::new(&pci_masked, &pci_bit);
+    let pci_scan = MethodCall::new(pci::SCAN_METHOD.into(), vec![]);
+    let on_pci = If::new(&pci_set, vec![&pci_scan]);
     let mut body: Vec<&dyn Aml> = vec![&read, &on_cpu, &on_button];
     if vmgenid {
         body.push(&on_vgen);
+    }
+    if pci {
+        body.push(&on_pci);
     }
     let evt = Method::new("_EVT".into(), 1, true, body);
 

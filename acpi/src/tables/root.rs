@@ -8,18 +8,19 @@ use super::{finish_sdt, header, OEM_ID, OEM_REVISION, OEM_TABLE_ID};
 
 /// XSDT revision (ACPI 6.5, 5.2.8).
 const XSDT_REVISION: u8 = 1;
-/// The XSDT lists the FADT and the MADT (the DSDT and FACS are reached through the FADT).
-pub const XSDT_ENTRIES: usize = 2;
-/// Size of the XSDT: header plus one 64-bit address per entry.
-pub const XSDT_LEN: usize = header::LEN + 8 * XSDT_ENTRIES;
 
-/// Builds the XSDT listing `entries`.
-pub fn build_xsdt(entries: &[u64; XSDT_ENTRIES]) -> Vec<u8> {
+/// Size of an XSDT listing `entries` tables: header plus one 64-bit address per entry.
+pub fn xsdt_len(entries: usize) -> usize {
+    header::LEN + 8 * entries
+}
+
+/// Builds the XSDT listing the tables at `entries`.
+pub fn build_xsdt(entries: &[u64]) -> Vec<u8> {
     let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     for entry in entries {
         xsdt.add_entry(*entry);
     }
-    let mut bytes = Vec::with_capacity(XSDT_LEN);
+    let mut bytes = Vec::with_capacity(xsdt_len(entries.len()));
     xsdt.to_aml_bytes(&mut bytes);
     finish_sdt(&mut bytes, XSDT_REVISION);
     bytes

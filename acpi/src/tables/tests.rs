@@ -16,16 +16,28 @@ fn config(boot: u32, max: u32, virtio: u64, vmgenid: bool) -> AcpiConfig {
             })
             .collect(),
         vmgenid,
+        pci: None,
     }
 }
 
-/// Configurations the tests run over: smallest, the golden one, largest.
+/// `config(..)` with the standard PCI root bus.
+fn with_pci(boot: u32, max: u32, virtio: u64, vmgenid: bool) -> AcpiConfig {
+    AcpiConfig {
+        pci: Some(PciRootConfig::standard()),
+        ..config(boot, max, virtio, vmgenid)
+    }
+}
+
+/// Configurations the tests run over: smallest, the golden one, largest, each also with PCI.
 fn configs() -> Vec<AcpiConfig> {
     vec![
         config(1, 1, 0, false),
         config(4, 8, 3, true),
         config(254, 254, 32, true),
         config(1, 254, 32, false),
+        with_pci(1, 1, 0, false),
+        with_pci(4, 8, 3, true),
+        with_pci(254, 254, 32, true),
     ]
 }
 
@@ -106,7 +118,11 @@ fn xsdt_entries_point_at_fadt_and_madt() {
             .iter()
             .map(|a| at(&tables, *a).signature.as_str())
             .collect();
-        assert_eq!(signatures, ["FACP", "APIC"]);
+        if cfg.pci.is_some() {
+            assert_eq!(signatures, ["FACP", "APIC", "MCFG"]);
+        } else {
+            assert_eq!(signatures, ["FACP", "APIC"]);
+        }
         for a in entries {
             assert_eq!(
                 &at(&tables, a).bytes[0..4],
@@ -257,7 +273,7 @@ fn layout_fits_the_area_without_overlap_for_the_largest_guest() {
             );
         }
         assert_eq!(tables.get("FACS").unwrap().addr, platform::FACS_ADDR);
-        assert_eq!(tables.tables.len(), 6);
+        assert_eq!(tables.tables.len(), 6 + usize::from(cfg.pci.is_some()));
     }
 }
 
@@ -363,4 +379,236 @@ fn sleep_packages_carry_the_platform_slp_typ() {
         assert_eq!(pkg[3..3 + first.len()], first[..], "{name:?} SLP_TYP");
         assert_eq!(pkg[3 + first.len()..6 + first.len()], [0, 0, 0]);
     }
+}
+
+/// Decodes the AML integer (ZeroOp, OneOp, Byte/Word/DWord/QWordPrefix) at the start of
+/// `bytes`.
+fn aml_integer(bytes: &[u8]) -> u64 {
+    match bytes[0] {
+        0x00 => 0,
+        0x01 => 1,
+        0x0a => u64::from(bytes[1]),
+        0x0b => u64::from(u16::from_le_bytes([bytes[1], bytes[2]])),
+        0x0c => u64::from(u32_at(bytes, 1)),
+        0x0e => u64_at(bytes, 1),
+        op => panic!("not an integer: opcode {op:#x}"),
+    }
+}
+
+/// The integer `Name (<name>, ...)` holds, searching from `from`.
+fn named_integer(aml: &[u8], from: usize, name: &[u8; 4]) -> u64 {
+    let mut needle = vec![0x08]; // NameOp
+    needle.extend_from_slice(name);
+    let at = aml[from..]
+        .windows(5)
+        .position(|w| w == needle.as_slice())
+        .unwrap_or_else(|| panic!("no Name ({})", String::from_utf8_lossy(name)));
+    aml_integer(&aml[from + at + 5..])
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn standard_pci_root_uses_the_platform_addresses() {
+    let pci = PciRootConfig::standard();
+    assert_eq!(pci.ecam_base, platform::PCI_ECAM_BASE);
+    assert_eq!(pci.bus_count, 1);
+    assert_eq!(pci.ecam_size(), platform::PCI_ECAM_SIZE);
+    assert_eq!(pci.aperture_start, platform::PCI_BAR_APERTURE_START);
+    assert_eq!(pci.aperture_size, platform::PCI_BAR_APERTURE_SIZE);
+    assert_eq!(pci.hotplug_mmio_base, platform::PCI_HOTPLUG_MMIO_BASE);
+    assert_eq!(pci.hotplug_mmio_len, platform::PCI_HOTPLUG_MMIO_LEN);
+    assert_eq!(pci.slots, 32);
+}
+
+#[test]
+fn mcfg_has_one_allocation_for_the_ecam_window() {
+    for bus_count in [1u16, 4, 256] {
+        let mut cfg = with_pci(4, 8, 3, true);
+        let pci = cfg.pci.as_mut().unwrap();
+        pci.bus_count = bus_count;
+        pci.ecam_base = 0xb000_0000;
+        let tables = build_tables(&cfg).unwrap();
+        let mcfg = &tables.get("MCFG").unwrap().bytes;
+        assert_eq!(mcfg.len(), mcfg::MCFG_LEN);
+        assert_eq!(&mcfg[0..4], b"MCFG");
+        assert_eq!(mcfg[8], 1, "revision");
+        assert_eq!(sum(mcfg), 0);
+        assert_eq!(&mcfg[28..32], b"RVNT", "creator ID");
+        assert_eq!(mcfg[36..44], [0; 8], "reserved");
+        assert_eq!(u64_at(mcfg, 44), 0xb000_0000, "ECAM base");
+        assert_eq!(u16::from_le_bytes([mcfg[52], mcfg[53]]), 0, "segment");
+        assert_eq!(mcfg[54], 0, "start bus");
+        assert_eq!(u16::from(mcfg[55]), bus_count - 1, "end bus");
+        assert_eq!(mcfg[56..60], [0; 4], "reserved");
+    }
+    let tables = build_tables(&with_pci(1, 1, 0, false)).unwrap();
+    let mcfg = &tables.get("MCFG").unwrap().bytes;
+    assert_eq!(u64_at(mcfg, 44), platform::PCI_ECAM_BASE);
+    assert_eq!(mcfg[55], 0, "bus 0 only");
+}
+
+#[test]
+fn without_pci_there_is_no_mcfg_and_no_pci_device() {
+    let tables = build_tables(&config(4, 8, 3, true)).unwrap();
+    assert!(tables.get("MCFG").is_none());
+    let dsdt = &tables.get("DSDT").unwrap().bytes;
+    for name in [&b"PCI0"[..], b"PHPR", b"MBRD", b"PCNT", b"DVNT", b"S01_"] {
+        assert!(!contains(dsdt, name), "{}", String::from_utf8_lossy(name));
+    }
+    let with = build_tables(&with_pci(4, 8, 3, true)).unwrap();
+    let dsdt = &with.get("DSDT").unwrap().bytes;
+    for name in [
+        &b"PCI0"[..],
+        b"PHPR",
+        b"MBRD",
+        b"PCNT",
+        b"DVNT",
+        b"PCEJ",
+        b"B0EJ",
+    ] {
+        assert!(contains(dsdt, name), "{}", String::from_utf8_lossy(name));
+    }
+}
+
+#[test]
+fn every_slot_but_the_host_bridge_has_a_device_with_adr_and_sun() {
+    let tables = build_tables(&with_pci(4, 8, 3, true)).unwrap();
+    let dsdt = &tables.get("DSDT").unwrap().bytes;
+    let device_op = [0x5b, 0x82];
+    let mut slots = Vec::new();
+    for (at, _) in dsdt.windows(2).enumerate().filter(|(_, w)| *w == device_op) {
+        // DeviceOp, PkgLength (1-2 bytes here), NameSeg.
+        let len_bytes = 1 + usize::from(dsdt[at + 2] >> 6);
+        let name = &dsdt[at + 2 + len_bytes..at + 6 + len_bytes];
+        if name[0] == b'S' && name[3] == b'_' {
+            let slot = u8::from_str_radix(std::str::from_utf8(&name[1..3]).unwrap(), 16).unwrap();
+            assert_eq!(named_integer(dsdt, at, b"_ADR"), u64::from(slot) << 16);
+            assert_eq!(named_integer(dsdt, at, b"_SUN"), u64::from(slot));
+            slots.push(slot);
+        }
+    }
+    assert_eq!(slots, (1..32).collect::<Vec<u8>>());
+
+    let mut few = with_pci(1, 1, 0, false);
+    few.pci.as_mut().unwrap().slots = 4;
+    let tables = build_tables(&few).unwrap();
+    let dsdt = &tables.get("DSDT").unwrap().bytes;
+    assert!(contains(dsdt, b"S03_") && !contains(dsdt, b"S04_"));
+}
+
+#[test]
+fn host_bridge_crs_has_the_buses_config_ports_and_aperture() {
+    let mut cfg = with_pci(1, 1, 0, false);
+    let expect = |pci: &PciRootConfig| {
+        let mut buses = vec![0x88, 0x0d, 0x00, 2, 0x0c, 0, 0, 0, 0, 0];
+        buses.extend((pci.bus_count - 1).to_le_bytes());
+        buses.extend([0, 0]);
+        buses.extend(pci.bus_count.to_le_bytes());
+        let ports = vec![0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08];
+        // DWord address space: memory, producer, min/max fixed, cacheable read-write.
+        let mut memory = vec![0x87, 0x17, 0x00, 0, 0x0c, 0x03, 0, 0, 0, 0];
+        memory.extend((pci.aperture_start as u32).to_le_bytes());
+        memory.extend(((pci.aperture_start + pci.aperture_size - 1) as u32).to_le_bytes());
+        memory.extend([0; 4]);
+        memory.extend((pci.aperture_size as u32).to_le_bytes());
+        [buses, ports, memory].concat()
+    };
+    let tables = build_tables(&cfg).unwrap();
+    let dsdt = &tables.get("DSDT").unwrap().bytes;
+    let standard = expect(&PciRootConfig::standard());
+    assert!(contains(dsdt, &standard), "standard _CRS");
+    assert_eq!(u32_at(&standard, 38), 0xdfff_ffff, "aperture maximum");
+
+    let pci = cfg.pci.as_mut().unwrap();
+    pci.bus_count = 16;
+    pci.aperture_start = 0x8000_0000;
+    pci.aperture_size = 0x4000_0000;
+    let custom = expect(pci);
+    let tables = build_tables(&cfg).unwrap();
+    let dsdt = &tables.get("DSDT").unwrap().bytes;
+    assert!(contains(dsdt, &custom), "custom _CRS");
+    // The ECAM reservation covers all 16 buses.
+    let mut ecam = vec![0x86, 0x09, 0x00, 0x01];
+    ecam.extend((platform::PCI_ECAM_BASE as u32).to_le_bytes());
+    ecam.extend((16u32 << 20).to_le_bytes());
+    assert!(contains(dsdt, &ecam), "MBRD covers the ECAM window");
+}
+
+#[test]
+fn invalid_pci_configs_are_errors() {
+    let build = |f: &dyn Fn(&mut PciRootConfig)| {
+        let mut cfg = with_pci(1, 1, 0, false);
+        f(cfg.pci.as_mut().unwrap());
+        build_tables(&cfg)
+    };
+    assert_eq!(build(&|p| p.slots = 0), Err(TablesError::PciSlots(0)));
+    assert_eq!(build(&|p| p.slots = 33), Err(TablesError::PciSlots(33)));
+    assert_eq!(
+        build(&|p| p.bus_count = 0),
+        Err(TablesError::PciBusCount(0))
+    );
+    assert_eq!(
+        build(&|p| p.bus_count = 257),
+        Err(TablesError::PciBusCount(257))
+    );
+    assert!(build(&|p| p.bus_count = 256).is_ok());
+    // A window may end exactly at 4 GiB.
+    assert!(build(&|p| p.aperture_start = 0xf000_0000).is_ok());
+    assert!(build(&|p| p.slots = 1).is_ok());
+    assert!(matches!(
+        build(&|p| p.aperture_size = 0),
+        Err(TablesError::PciWindow {
+            what: "BAR aperture",
+            ..
+        })
+    ));
+    assert!(matches!(
+        build(&|p| p.aperture_start = 0xf800_0000),
+        Err(TablesError::PciWindow {
+            what: "BAR aperture",
+            ..
+        })
+    ));
+    assert!(matches!(
+        build(&|p| p.ecam_base = 0x1_0000_0000),
+        Err(TablesError::PciWindow {
+            what: "ECAM window",
+            ..
+        })
+    ));
+    assert!(matches!(
+        build(&|p| {
+            p.ecam_base = 0xf800_0000;
+            p.bus_count = 256;
+        }),
+        Err(TablesError::PciWindow {
+            what: "ECAM window",
+            ..
+        })
+    ));
+    assert!(matches!(
+        build(&|p| p.hotplug_mmio_base = 0xffff_fff8),
+        Err(TablesError::PciWindow {
+            what: "hot-plug controller",
+            ..
+        })
+    ));
+    assert_eq!(
+        build(&|p| p.hotplug_mmio_len = 8),
+        Err(TablesError::PciHotplugBlockTooSmall(8))
+    );
+}
+
+#[test]
+fn pci_tables_fit_the_area_for_the_largest_guest() {
+    let tables = build_tables(&with_pci(254, 254, 32, true)).unwrap();
+    let dsdt = tables.get("DSDT").unwrap();
+    let mcfg = tables.get("MCFG").unwrap();
+    assert!(mcfg.addr < dsdt.addr, "MCFG is placed before the DSDT");
+    let end = dsdt.addr + dsdt.bytes.len() as u64;
+    // Far from the end: the VMGenID buffer is the next thing above the DSDT.
+    assert!(end <= platform::VMGENID_ADDR, "DSDT ends at {end:#x}");
 }

@@ -24,6 +24,7 @@ pub fn tables_for(config: &VmConfig, virtio: &[MmioDevice]) -> Result<AcpiTables
         max_vcpus: config.cpus.max_vcpus,
         virtio_mmio: virtio.to_vec(),
         vmgenid: true,
+        pci: Some(revenant_acpi::tables::PciRootConfig::standard()),
     })?)
 }
 
