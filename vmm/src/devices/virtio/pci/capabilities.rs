@@ -56,7 +56,9 @@ pub fn build(device_type: u32, msix: &Msix) -> Result<(ConfigSpace, CapOffsets),
         prog_if: 0,
         subsystem_vendor_id: VIRTIO_PCI_SUBSYSTEM_VENDOR_ID,
         subsystem_id: VIRTIO_PCI_SUBSYSTEM_ID,
-        interrupt_pin: 1,
+        // No INTx: no IOAPIC pin is free for it and the DSDT has no _PRT, so the guest must
+        // use MSI-X (Linux's virtio-pci does whenever the device offers it).
+        interrupt_pin: 0,
     });
     c.add_memory_bar(usize::from(BAR_INDEX), BAR_SIZE)?;
     let common = virtio_cap(
