@@ -5,6 +5,7 @@
 //! (see [`memory_map`]) so that all clones share the template's untouched pages.
 
 mod atomic_file;
+pub mod file_memory;
 pub mod memory_file;
 pub mod memory_map;
 mod on_demand;
@@ -12,6 +13,7 @@ pub mod pagemap;
 pub mod state_file;
 pub mod template_dir;
 
+pub use file_memory::{save_memory_from_files, FileRegionRef, MemoryFileOrigin};
 pub use memory_file::{
     host_page_size, save_memory, GuestRegionRef, MemoryFileError, MemoryLayout, MemoryRegionEntry,
     PageScan, SaveOptions,
@@ -23,6 +25,7 @@ pub use memory_map::{
 pub use on_demand::{serve_missing_pages, wait_for_faults, PageSource, Pager};
 pub use state_file::{read_state, write_state, Durability, StateFileError};
 pub use template_dir::{
-    open_template, open_template_state, save_template, template_dir_from_url, SnapshotOptions,
-    Template, TemplateError, TemplateManifest, MEMORY_FILE_NAME, STATE_FILE_NAME,
+    open_template, open_template_state, save_template, save_template_from_files,
+    template_dir_from_url, SnapshotOptions, Template, TemplateError, TemplateManifest,
+    MEMORY_FILE_NAME, STATE_FILE_NAME,
 };

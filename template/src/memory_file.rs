@@ -39,7 +39,9 @@ pub struct MemoryLayout {
     pub file_len: u64,
     /// The regions, in the order they were given to [`save_memory`].
     pub regions: Vec<MemoryRegionEntry>,
-    /// Bytes actually written (pages that held non-zero data).
+    /// Bytes actually written (pages that held non-zero data). For a memory file made from the
+    /// guest's own files ([`crate::file_memory`]): the data extents copied, or the linked
+    /// file's allocated size. Informational.
     pub data_bytes: u64,
 }
 
@@ -115,6 +117,14 @@ pub enum MemoryFileError {
         len: usize,
         page_size: usize,
     },
+    /// A file-backed region's range in its file is not whole pages.
+    #[error("region at guest address {guest_addr:#x}: file range {file_offset:#x}+{size:#x} is not page aligned (page size {page_size})")]
+    UnalignedFileRange {
+        guest_addr: u64,
+        file_offset: u64,
+        size: u64,
+        page_size: u64,
+    },
     /// Two regions claim the same guest physical addresses.
     #[error("regions at guest addresses {first:#x} and {second:#x} overlap")]
     OverlappingRegions { first: u64, second: u64 },
@@ -155,8 +165,6 @@ pub fn save_memory(
             source,
         }
     };
-    let mut entries = Vec::with_capacity(regions.len());
-    let mut file_len = 0u64;
     for r in regions {
         let host_addr = r.data.as_ptr() as usize;
         if host_addr % page_size != 0 || r.data.len() % page_size != 0 {
@@ -167,29 +175,9 @@ pub fn save_memory(
                 page_size,
             });
         }
-        let file_offset = file_len.next_multiple_of(REGION_FILE_ALIGN);
-        entries.push(MemoryRegionEntry {
-            guest_addr: r.guest_addr,
-            size: r.data.len() as u64,
-            file_offset,
-        });
-        file_len = file_offset + r.data.len() as u64;
     }
-    // Refuse now what restore would refuse later (overlapping or wrapping guest ranges).
-    let mut by_addr: Vec<_> = entries.iter().collect();
-    by_addr.sort_by_key(|e| e.guest_addr);
-    for w in by_addr.windows(2) {
-        if w[0]
-            .guest_addr
-            .checked_add(w[0].size)
-            .is_none_or(|end| end > w[1].guest_addr)
-        {
-            return Err(MemoryFileError::OverlappingRegions {
-                first: w[0].guest_addr,
-                second: w[1].guest_addr,
-            });
-        }
-    }
+    let (entries, file_len) =
+        plan_layout(regions.iter().map(|r| (r.guest_addr, r.data.len() as u64)))?;
 
     let pagemap = match opts.scan {
         PageScan::Pagemap => Some(Pagemap::open(page_size).map_err(MemoryFileError::Pagemap)?),
@@ -221,6 +209,42 @@ pub fn save_memory(
         regions: entries,
         data_bytes,
     })
+}
+
+/// Where regions of the given `(guest_addr, size)` go in a memory file: one after the other,
+/// in the order given, each at a [`REGION_FILE_ALIGN`]-aligned offset. Returns the entries
+/// and the file length. Every writer of memory files lays them out with this, so a template
+/// reads the same whichever way its memory file was produced.
+pub(crate) fn plan_layout(
+    regions: impl Iterator<Item = (u64, u64)>,
+) -> Result<(Vec<MemoryRegionEntry>, u64), MemoryFileError> {
+    let mut entries = Vec::new();
+    let mut file_len = 0u64;
+    for (guest_addr, size) in regions {
+        let file_offset = file_len.next_multiple_of(REGION_FILE_ALIGN);
+        entries.push(MemoryRegionEntry {
+            guest_addr,
+            size,
+            file_offset,
+        });
+        file_len = file_offset + size;
+    }
+    // Refuse now what restore would refuse later (overlapping or wrapping guest ranges).
+    let mut by_addr: Vec<_> = entries.iter().collect();
+    by_addr.sort_by_key(|e| e.guest_addr);
+    for w in by_addr.windows(2) {
+        if w[0]
+            .guest_addr
+            .checked_add(w[0].size)
+            .is_none_or(|end| end > w[1].guest_addr)
+        {
+            return Err(MemoryFileError::OverlappingRegions {
+                first: w[0].guest_addr,
+                second: w[1].guest_addr,
+            });
+        }
+    }
+    Ok((entries, file_len))
 }
 
 /// A slice of guest memory and where it goes in the file: the unit of work of one thread.

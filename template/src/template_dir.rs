@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::file_memory::{save_memory_from_files, FileRegionRef, MemoryFileOrigin};
 use crate::memory_file::{save_memory, GuestRegionRef, MemoryFileError, MemoryLayout, SaveOptions};
 use crate::memory_map::{map_memory, GuestMemoryMapping, MapError, RestoreMode};
 use crate::state_file::{read_state, write_state, Durability, StateFileError};
@@ -110,6 +111,40 @@ pub fn save_template<S: Serialize>(
     source_config: &serde_json::Value,
     opts: &SnapshotOptions,
 ) -> Result<TemplateManifest, TemplateError> {
+    let (manifest, ()) = save_with(dir, vm_state, source_config, opts, |path| {
+        Ok((save_memory(regions, path, &opts.memory)?, ()))
+    })?;
+    Ok(manifest)
+}
+
+/// [`save_template`] for a VM whose guest memory is held in files it maps MAP_SHARED: the
+/// memory file is a hard link to the guest's file when that file already has the template
+/// layout, else a copy of the files' data (see [`crate::file_memory`]). Returns the manifest
+/// and which of the two it was; after [`MemoryFileOrigin::Linked`] the guest's memory IS the
+/// template's memory file, and the guest must never write it again.
+///
+/// `opts.memory.sync` applies; its page scan and threads do not (nothing is scanned).
+pub fn save_template_from_files<S: Serialize>(
+    dir: &Path,
+    regions: &[FileRegionRef<'_>],
+    vm_state: &S,
+    source_config: &serde_json::Value,
+    opts: &SnapshotOptions,
+) -> Result<(TemplateManifest, MemoryFileOrigin), TemplateError> {
+    save_with(dir, vm_state, source_config, opts, |path| {
+        Ok(save_memory_from_files(regions, path, opts.memory.sync)?)
+    })
+}
+
+/// The template directory around a memory writer: creates `dir`, has `write_memory` produce
+/// the memory file at its path, then writes the state file (last: it commits the template).
+fn save_with<S: Serialize, T>(
+    dir: &Path,
+    vm_state: &S,
+    source_config: &serde_json::Value,
+    opts: &SnapshotOptions,
+    write_memory: impl FnOnce(&Path) -> Result<(MemoryLayout, T), TemplateError>,
+) -> Result<(TemplateManifest, T), TemplateError> {
     fs::create_dir_all(dir).map_err(|source| TemplateError::Dir {
         path: dir.to_path_buf(),
         source,
@@ -120,7 +155,7 @@ pub fn save_template<S: Serialize>(
         None => (dir.join(MEMORY_FILE_NAME), MEMORY_FILE_NAME.to_string()),
     };
     let source_config_json = serde_json::to_string(source_config).map_err(TemplateError::Config)?;
-    let memory = save_memory(regions, &memory_path, &opts.memory)?;
+    let (memory, how) = write_memory(&memory_path)?;
     let created_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -145,7 +180,7 @@ pub fn save_template<S: Serialize>(
         },
         durability,
     )?;
-    Ok(manifest)
+    Ok((manifest, how))
 }
 
 /// An opened, verified template.

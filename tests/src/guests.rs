@@ -255,6 +255,50 @@ pub fn long_mode_ticker(shift: u32) -> Vec<u8> {
     })
 }
 
+/// Where [`long_mode_memory_counter`] keeps its count (a u64, guest-physical), with
+/// [`MEMORY_COUNTER_MARK`] in the next u64.
+pub const MEMORY_COUNTER_ADDR: u64 = WORKLOAD_BASE;
+/// What [`long_mode_memory_counter`] writes beside its count, so a test can find it in a file
+/// that backs guest RAM.
+pub const MEMORY_COUNTER_MARK: u64 = 0x3045_4e4f_5a5f_5452; // "RT_ZONE0", little endian
+
+/// 64-bit guest like [`long_mode_ticker`] whose count lives in guest memory, not in a
+/// register: it writes [`MEMORY_COUNTER_MARK`] at [`MEMORY_COUNTER_ADDR`] + 8, then counts at
+/// CPL3 and every 2^`shift` iterations increments the u64 at [`MEMORY_COUNTER_ADDR`] and
+/// reports it (its low 32 bits) from its CPL0 handler. A clone continues the count it finds in
+/// memory; a file that backs the guest's RAM shows it.
+pub fn long_mode_memory_counter(shift: u32) -> Vec<u8> {
+    long_mode("long-mode memory counter guest", |a| {
+        let mut user = a.create_label();
+        let mut handler = a.create_label();
+        enter_user_mode(a, user, handler)?;
+
+        a.set_label(&mut user)?;
+        a.mov(rdi, MEMORY_COUNTER_ADDR)?;
+        a.mov(rax, MEMORY_COUNTER_MARK)?;
+        a.mov(qword_ptr(rdi + 8), rax)?;
+        a.xor(ebx, ebx)?;
+        let mut spin = a.create_label();
+        a.set_label(&mut spin)?;
+        a.inc(rbx)?;
+        a.mov(rax, rbx)?;
+        a.shl(rax, 64 - shift)?;
+        a.jnz(spin)?;
+        a.inc(qword_ptr(rdi))?;
+        a.ud2()?;
+        a.jmp(spin)?;
+
+        // CPL0: report the count from memory, then return past the 2-byte UD2 to CPL3.
+        a.set_label(&mut handler)?;
+        a.mov(rax, MEMORY_COUNTER_ADDR)?;
+        a.mov(eax, dword_ptr(rax))?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        a.add(qword_ptr(rsp), 2)?;
+        a.iretq()?;
+        Ok(())
+    })
+}
+
 /// Guest-physical address of the FACS (`revenant_acpi::platform::FACS_ADDR`), where a guest
 /// sets its firmware waking vector before sleeping.
 const FACS_ADDR: u32 = 0x000e_0040;

@@ -156,14 +156,40 @@ pub fn test_guest_config(
     serial: &str,
     extra: &str,
 ) -> String {
+    test_guest_config_with_memory(
+        image,
+        mode,
+        &format!(r#"{{"size":{memory}}}"#),
+        serial,
+        extra,
+    )
+}
+
+/// [`test_guest_config`] with the whole `memory` object given as JSON (zones, hot-plug, ...).
+pub fn test_guest_config_with_memory(
+    image: &Path,
+    mode: &str,
+    memory: &str,
+    serial: &str,
+    extra: &str,
+) -> String {
     let extra = if extra.is_empty() {
         String::new()
     } else {
         format!(",{extra}")
     };
     format!(
-        r#"{{"memory":{{"size":{memory}}},"payload":{{"test_guest":{{"path":"{}","mode":"{mode}"}}}},"serial":{{"mode":"{serial}"}}{extra}}}"#,
+        r#"{{"memory":{memory},"payload":{{"test_guest":{{"path":"{}","mode":"{mode}"}}}},"serial":{{"mode":"{serial}"}}{extra}}}"#,
         image.display()
+    )
+}
+
+/// The `memory` JSON of kata's templating VM: `size: 0` and one zone of `size` bytes backed
+/// by `file`, mapped shared.
+pub fn shared_zone_memory(file: &Path, size: u64) -> String {
+    format!(
+        r#"{{"size":0,"zones":[{{"id":"mem0","size":{size},"file":"{}","shared":true}}]}}"#,
+        file.display()
     )
 }
 

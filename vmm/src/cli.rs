@@ -164,6 +164,7 @@ impl Cli {
                 hotplug_size: 0,
                 hotplugged_size: None,
                 remote: None,
+                zones: Vec::new(),
             },
             payload: Some(payload),
             serial: self.serial.clone(),

@@ -16,11 +16,13 @@ mod hotplug;
 mod net;
 mod rng;
 mod vsock;
+mod zones;
 pub use balloon::BalloonConfig;
 pub use disks::{DiskConfig, RemoteSwapConfig, MAX_DISKS};
 pub use net::{NetConfig, TapFd};
 pub use rng::RngConfig;
 pub use vsock::{validate as validate_vsock, VsockConfig};
+pub use zones::MemoryZoneConfig;
 
 /// xAPIC IDs are 8 bits and 0xff is the broadcast ID.
 pub const MAX_VCPUS: u32 = 254;
@@ -93,6 +95,8 @@ impl Default for CpusConfig {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemoryConfig {
+    /// Bytes of boot RAM; 0 with `zones` (then the zones make up the RAM). What the guest
+    /// gets is [`MemoryConfig::ram_size`].
     pub size: u64,
     /// How much memory may be hot-plugged on top of `size`; 0 for none. Always an integer in
     /// `vm.info` (kata's client decodes it as one).
@@ -109,6 +113,10 @@ pub struct MemoryConfig {
     /// clones (file-backed memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteRamConfig>,
+    /// Cloud Hypervisor's memory zones: the guest RAM as pieces laid out one after the other
+    /// in guest-physical order, each anonymous or backed by a file (kata's VM templating).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<MemoryZoneConfig>,
 }
 
 /// `memory.remote`: where the guest's RAM goes beyond the local budget and in Sz.
@@ -182,7 +190,7 @@ fn validate_remote(r: &RemoteRamConfig, size: u64) -> Result<(), ConfigError> {
         if b > size {
             return Err(ConfigError::new(
                 "memory.remote.local_budget",
-                "must be at most memory.size",
+                "must be at most the guest's RAM (memory.size or the zones)",
             ));
         }
     }
@@ -193,7 +201,7 @@ fn validate_remote(r: &RemoteRamConfig, size: u64) -> Result<(), ConfigError> {
         if c.min_budget > size {
             return Err(ConfigError::new(
                 "memory.remote.controller.min_budget",
-                "must be at most memory.size",
+                "must be at most the guest's RAM (memory.size or the zones)",
             ));
         }
     }
@@ -253,6 +261,7 @@ impl Default for MemoryConfig {
             hotplug_size: 0,
             hotplugged_size: None,
             remote: None,
+            zones: Vec::new(),
         }
     }
 }
@@ -355,7 +364,7 @@ impl VmConfig {
             }
         }
         if let Some(b) = &self.balloon {
-            balloon::validate(b, self.memory.size)?;
+            balloon::validate(b, self.memory.ram_size())?;
         }
         if let Some(r) = &self.rng {
             rng::validate(r)?;
@@ -441,39 +450,27 @@ impl VmConfig {
 
     fn validate_memory(&self) -> Result<(), ConfigError> {
         let m = &self.memory;
-        if m.size % PAGE_SIZE != 0 {
-            return Err(ConfigError::new(
-                "memory.size",
-                "must be a multiple of 4096 bytes",
-            ));
+        if m.zones.is_empty() {
+            validate_memory_size(m.size)?;
+        } else {
+            zones::validate(m)?;
         }
-        if m.size < MIN_MEMORY {
-            return Err(ConfigError::new(
-                "memory.size",
-                format!("must be at least {MIN_MEMORY} bytes"),
-            ));
-        }
-        if m.size > MAX_MEMORY {
-            return Err(ConfigError::new(
-                "memory.size",
-                format!("must be at most {MAX_MEMORY} bytes"),
-            ));
-        }
+        let ram = m.ram_size();
         if m.hotplug_size % PAGE_SIZE != 0 {
             return Err(ConfigError::new(
                 "memory.hotplug_size",
                 "must be a multiple of 4096 bytes",
             ));
         }
-        if m.size.saturating_add(m.hotplug_size) > MAX_MEMORY {
+        if ram.saturating_add(m.hotplug_size) > MAX_MEMORY {
             return Err(ConfigError::new(
                 "memory.hotplug_size",
-                format!("size + hotplug_size must be at most {MAX_MEMORY} bytes"),
+                format!("the guest's RAM + hotplug_size must be at most {MAX_MEMORY} bytes"),
             ));
         }
         hotplug::validate(m)?;
         if let Some(r) = &m.remote {
-            validate_remote(r, m.size)?;
+            validate_remote(r, ram)?;
         }
         Ok(())
     }
@@ -497,6 +494,29 @@ impl VmConfig {
             )),
         }
     }
+}
+
+/// `memory.size` without zones: the guest's RAM.
+fn validate_memory_size(size: u64) -> Result<(), ConfigError> {
+    if size % PAGE_SIZE != 0 {
+        return Err(ConfigError::new(
+            "memory.size",
+            "must be a multiple of 4096 bytes",
+        ));
+    }
+    if size < MIN_MEMORY {
+        return Err(ConfigError::new(
+            "memory.size",
+            format!("must be at least {MIN_MEMORY} bytes (0 only with memory.zones)"),
+        ));
+    }
+    if size > MAX_MEMORY {
+        return Err(ConfigError::new(
+            "memory.size",
+            format!("must be at most {MAX_MEMORY} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 fn validate_payload(p: &PayloadConfig) -> Result<(), ConfigError> {

@@ -62,7 +62,8 @@ impl From<VmError> for ControlError {
 pub struct VmInfo {
     pub config: VmConfig,
     pub state: VmState,
-    /// `memory.size` plus the memory the guest has plugged through virtio-mem.
+    /// The boot RAM (`memory.size`, or the zones' total) plus the memory the guest has plugged
+    /// through virtio-mem.
     pub memory_actual_size: u64,
     /// Revenant extension: virtio-mem's requested and plugged sizes (absent without
     /// `memory.hotplug_size`).
@@ -99,6 +100,11 @@ pub struct Controller {
     power_profile: PowerProfile,
     /// A KVM VM and guest memory created ahead of a restore (fork pool), used by `vm.restore`.
     prepared: Option<crate::vm::PreparedVm>,
+    /// The template a linked snapshot made of this VM's RAM (its shared zone file is now the
+    /// template's memory file): the VM must not run again.
+    sealed: Option<std::path::PathBuf>,
+    /// Zone files linked into templates by this VMM: a later boot must not write into them.
+    linked: Vec<crate::snapshot::LinkedMemory>,
 }
 
 impl Controller {
@@ -115,6 +121,8 @@ impl Controller {
             energy: None,
             power_profile: PowerProfile::default(),
             prepared: None,
+            sealed: None,
+            linked: Vec::new(),
         }
     }
 
@@ -164,6 +172,9 @@ impl Controller {
             (Some(c), VmState::Created | VmState::Shutdown) => c,
             _ => return Err(self.wrong_state("boot")),
         };
+        if let Some(why) = crate::snapshot::zone_file_conflict(config, &self.linked) {
+            return Err(ControlError::WrongState(format!("cannot boot: {why}")));
+        }
         self.generation += 1;
         let exit = ExitSignal::new(self.exits.clone(), self.generation);
         let vm = Vm::boot(config, exit)?;
@@ -178,6 +189,7 @@ impl Controller {
         self.state = VmState::Running;
         self.last_exit = None;
         self.sleep = None;
+        self.sealed = None;
         self.energy = Some(VmEnergy::new(&self.power_profile));
         Ok(())
     }
@@ -195,6 +207,12 @@ impl Controller {
     }
 
     pub fn resume(&mut self) -> Result<(), ControlError> {
+        if let Some(template) = &self.sealed {
+            return Err(ControlError::WrongState(format!(
+                "cannot resume: vm.snapshot linked this VM's RAM (its shared zone file) into the template {} as its memory file, which clones map; this VM must not run again: shut it down (vm.shutdown or vmm.shutdown)",
+                template.display()
+            )));
+        }
         match (&self.vm, self.state) {
             (Some(vm), VmState::Paused) => {
                 vm.resume();
@@ -225,7 +243,13 @@ impl Controller {
         let dir = revenant_template::template_dir_from_url(destination_url)
             .map_err(|e| ConfigError::new("destination_url", e.to_string()))?;
         let started = std::time::Instant::now();
-        let manifest = vm.snapshot(&dir, config)?;
+        let done = vm.snapshot(&dir, config)?;
+        let manifest = done.manifest;
+        let linked = done.linked.is_some();
+        if let Some(l) = done.linked {
+            self.sealed = Some(l.template.clone());
+            self.linked.push(l);
+        }
         if let Some(servers) = memory_servers {
             use crate::remote_template::RemoteTemplateError as E;
             crate::remote_template::upload(&dir, &manifest, servers).map_err(|e| match e {
@@ -240,10 +264,15 @@ impl Controller {
             })?;
         }
         tracing::info!(
-            "snapshot of {} data bytes to {} in {:.1} ms",
+            "snapshot of {} data bytes to {} in {:.1} ms{}",
             manifest.memory.data_bytes,
             dir.display(),
-            started.elapsed().as_secs_f64() * 1e3
+            started.elapsed().as_secs_f64() * 1e3,
+            if linked {
+                " (memory file linked to the zone file)"
+            } else {
+                ""
+            }
         );
         Ok(())
     }
@@ -439,6 +468,7 @@ impl Controller {
                 self.set_phase(PowerPhase::Off);
                 self.vm = None;
                 self.sleep = None;
+                self.sealed = None;
                 self.state = VmState::Shutdown;
                 Ok(())
             }
@@ -462,7 +492,7 @@ impl Controller {
         // What the guest has: its boot memory and what it plugged (not what was requested),
         // less what it holds in its balloon (as Cloud Hypervisor reports it).
         let ballooned = self.vm.as_ref().map_or(0, Vm::balloon_actual_bytes);
-        let memory_actual_size = (config.memory.size
+        let memory_actual_size = (config.memory.ram_size()
             + memory_hotplug.map_or(0, |m| m.plugged_size))
         .saturating_sub(ballooned);
         let sleep_state = match self.sleep.map(|s| s.state) {
@@ -525,6 +555,7 @@ impl Controller {
             other => tracing::info!("guest stopped: {other:?}"),
         }
         self.vm = None;
+        self.sealed = None;
         self.state = VmState::Shutdown;
         self.last_exit = Some(exit);
     }
@@ -549,7 +580,7 @@ fn validate_balloon_request(config: &VmConfig, size: u64) -> Result<(), ConfigEr
             format!("{size} is not a whole number of 4 KiB pages"),
         ));
     }
-    let memory = config.memory.size + config.memory.hotplugged_size.unwrap_or(0);
+    let memory = config.memory.ram_size() + config.memory.hotplugged_size.unwrap_or(0);
     if size > memory {
         return Err(ConfigError::new(
             "desired_balloon",

@@ -3,13 +3,14 @@
 //! memory copied, mapped copy-on-write from the template (forks share untouched pages), or
 //! loaded on first touch.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use revenant_template::{
-    open_template, open_template_state, save_template, GuestRegionRef, PageScan, RestoreMode,
-    SaveOptions, SnapshotOptions, TemplateManifest,
+    open_template, open_template_state, save_template, save_template_from_files, FileRegionRef,
+    GuestRegionRef, MemoryFileOrigin, PageScan, RestoreMode, SaveOptions, SnapshotOptions,
+    TemplateManifest,
 };
 use serde::{Deserialize, Serialize};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
@@ -25,6 +26,7 @@ use crate::vstate::persist::{KvmVmState, VcpuState};
 use crate::vstate::run_control::{install_kick_handler, RunControl};
 use crate::vstate::vcpu::{ExitCounters, Vcpu};
 use crate::vstate::vm_fd::create_vm;
+use crate::vstate::zone_memory::{self, FileId, SharedFileRegion};
 
 /// Everything besides guest memory that a template holds.
 #[derive(Debug, Serialize, Deserialize)]
@@ -52,9 +54,30 @@ pub enum MemoryRestoreMode {
     Remote,
 }
 
+/// What `vm.snapshot` wrote.
+#[derive(Debug)]
+pub struct SnapshotDone {
+    pub manifest: TemplateManifest,
+    /// Set when the template's memory file is a hard link to the VM's shared zone file: the
+    /// VM's RAM and the template are one file, so the VM must never run again.
+    pub linked: Option<LinkedMemory>,
+}
+
+/// A zone file that a snapshot made into a template's memory file (the same inode).
+#[derive(Clone, Debug)]
+pub struct LinkedMemory {
+    /// The template directory.
+    pub template: PathBuf,
+    pub zone_file: FileId,
+}
+
 impl Vm {
     /// Writes this (paused) VM into the template directory `dir`.
-    pub fn snapshot(&self, dir: &Path, config: &VmConfig) -> Result<TemplateManifest, VmError> {
+    ///
+    /// A VM whose RAM is all shared zone files needs no copy: the memory file is linked to
+    /// (or copied in the kernel from) those files. After a link the VM's own mapping is made
+    /// copy-on-write, so nothing this VMM does can change the template through it any more.
+    pub fn snapshot(&self, dir: &Path, config: &VmConfig) -> Result<SnapshotDone, VmError> {
         // The controller refuses first, with a clearer status; this keeps the rule here too.
         if !self.pci.is_empty() {
             return Err(VmError::Snapshot(
@@ -110,8 +133,11 @@ impl Vm {
         let opts = SnapshotOptions {
             memory: SaveOptions {
                 // A restored VM's memory is a file mapping whose untouched pages still hold
-                // template data: pagemap can't see those, so read every page.
-                scan: if self.template_memory.is_some() {
+                // template data (so may a file zone's): pagemap can't see those, so read every
+                // page.
+                scan: if self.template_memory.is_some()
+                    || zone_memory::has_file_regions(&self.memory)
+                {
                     PageScan::AllPages
                 } else {
                     PageScan::Pagemap
@@ -121,7 +147,63 @@ impl Vm {
             ..SnapshotOptions::default()
         };
         let source = serde_json::to_value(config).map_err(|e| VmError::Snapshot(e.to_string()))?;
-        Ok(save_template(dir, &regions, &state, &source, &opts)?)
+        if self.template_memory.is_none() {
+            if let Some(files) = zone_memory::shared_file_regions(&self.memory) {
+                return self.snapshot_from_files(dir, &files, &state, &source, &opts);
+            }
+        }
+        Ok(SnapshotDone {
+            manifest: save_template(dir, &regions, &state, &source, &opts)?,
+            linked: None,
+        })
+    }
+
+    /// [`Vm::snapshot`] for RAM that is all MAP_SHARED file ranges.
+    fn snapshot_from_files(
+        &self,
+        dir: &Path,
+        files: &[SharedFileRegion],
+        state: &VmSnapshot,
+        source: &serde_json::Value,
+        opts: &SnapshotOptions,
+    ) -> Result<SnapshotDone, VmError> {
+        let refs: Vec<FileRegionRef<'_>> = files
+            .iter()
+            .map(|f| FileRegionRef {
+                guest_addr: f.guest_addr,
+                size: f.size,
+                file: &f.file,
+                file_offset: f.file_offset,
+            })
+            .collect();
+        // Known before anything is written: a linked template must always be recorded.
+        let zone_file = match files.first() {
+            Some(f) => FileId::of(&f.file)
+                .map_err(|e| VmError::Snapshot(format!("cannot stat the zone file: {e}")))?,
+            None => return Err(VmError::Snapshot("the VM has no memory".into())),
+        };
+        let mut timer = StageTimer::new();
+        let (manifest, origin) = save_template_from_files(dir, &refs, state, source, opts)?;
+        timer.stage(match origin {
+            MemoryFileOrigin::Linked => "snapshot: memory file linked to the zone file",
+            MemoryFileOrigin::Copied => "snapshot: memory file copied from the zone files",
+        });
+        let linked = match origin {
+            MemoryFileOrigin::Copied => None,
+            MemoryFileOrigin::Linked => {
+                // The link is made and recorded whatever happens here: the controller refuses
+                // to run this VM again either way.
+                if let Err(e) = zone_memory::make_private(&self.memory) {
+                    tracing::error!("after linking the zone file into the template: {e}");
+                }
+                timer.stage("snapshot: guest memory remapped copy-on-write");
+                Some(LinkedMemory {
+                    template: dir.to_path_buf(),
+                    zone_file,
+                })
+            }
+        };
+        Ok(SnapshotDone { manifest, linked })
     }
 
     /// Builds a paused VM from the template in `dir`; returns it with the source VM's
@@ -150,6 +232,10 @@ impl Vm {
                 ))
             })?;
         identity.apply(&mut config)?;
+        // The template VM's zone files are its own (after a linked snapshot, the template's
+        // memory file itself): the clone's memory comes from the template, and neither
+        // vm.info nor a later reboot of the clone may touch those files.
+        config.memory.forget_zone_files();
         let state = &template.vm_state;
         if state.vcpus.is_empty() || state.vcpus.len() > usize::from(u8::MAX) {
             return Err(VmError::Snapshot(format!(
@@ -325,6 +411,36 @@ impl Vm {
     pub fn memory_faults(&self) -> u64 {
         self.template_memory.as_ref().map_or(0, |m| m.faults())
     }
+}
+
+/// Why `config` must not boot here, if one of its shared zone files is a template's memory
+/// file: one that a snapshot of this VMM linked (`linked`), or any file with more than one
+/// hard link (another template may share its inode). Booting would write guest RAM into it,
+/// under the clones that map it.
+pub fn zone_file_conflict(config: &VmConfig, linked: &[LinkedMemory]) -> Option<String> {
+    config
+        .memory
+        .zones
+        .iter()
+        .enumerate()
+        .filter(|(_, z)| z.shared)
+        .find_map(|(i, z)| {
+            let path = z.file.as_deref()?;
+            let (id, links) = FileId::at(path)?;
+            if let Some(l) = linked.iter().find(|l| l.zone_file == id) {
+                return Some(format!(
+                    "memory.zones[{i}].file {} is the memory file of the template {} (vm.snapshot linked it): clones map it, and booting would write into it; remove the template and the file, or create a VM with another zone file",
+                    path.display(),
+                    l.template.display()
+                ));
+            }
+            (links > 1).then(|| {
+                format!(
+                    "memory.zones[{i}].file {} has {links} hard links: it may be a template's memory file that clones map, and booting would write into it",
+                    path.display()
+                )
+            })
+        })
 }
 
 /// The working set recorded next to a template: memory-file offsets of the pages a clone

@@ -6,13 +6,17 @@
 //! sending `vm.restore` (pool: the VMM process is already up, as in a kata factory) or from
 //! spawning the process (no pool), through `vm.resume`, to the clone's first report on the
 //! VMM's stderr: the clone has run guest instructions by then.
+//!
+//! `snapshot_zone_ms` is the snapshot of the same 128 MiB guest (120 MiB written) whose RAM is
+//! a shared zone file on the template filesystem, as kata's VM factory makes it: the memory
+//! file is linked, not written. `SNAPSHOT_ONLY=1` measures the three snapshots and stops.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use revenant_tests::bench::{env_count, percentile, BenchVmm as Vmm};
 use revenant_tests::guests;
-use revenant_tests::vmm_process::test_guest_config;
+use revenant_tests::vmm_process::{shared_zone_memory, test_guest_config_with_memory};
 
 const GUEST_MEMORY: u64 = 128 << 20;
 
@@ -30,6 +34,19 @@ fn make_template(work: &Path, dir: &Path, fill_mib: u64, servers: Option<&str>) 
 
 /// [`make_template`] for any guest image.
 fn make_template_of(work: &Path, dir: &Path, code: &[u8], servers: Option<&str>) -> f64 {
+    let memory = format!(r#"{{"size":{GUEST_MEMORY}}}"#);
+    make_template_in(work, dir, code, &memory, servers)
+}
+
+/// [`make_template_of`] with the guest's `memory` config given as JSON (kata's templating VM:
+/// a shared zone file).
+fn make_template_in(
+    work: &Path,
+    dir: &Path,
+    code: &[u8],
+    memory: &str,
+    servers: Option<&str>,
+) -> f64 {
     let name = dir
         .file_name()
         .and_then(|n| n.to_str())
@@ -38,7 +55,7 @@ fn make_template_of(work: &Path, dir: &Path, code: &[u8], servers: Option<&str>)
     let image = work.join(format!("{name}.bin"));
     std::fs::write(&image, code).expect("guest");
     let mut vmm = Vmm::spawn(work, &format!("template-{name}"));
-    let body = test_guest_config(&image, "long", GUEST_MEMORY, "Off", "");
+    let body = test_guest_config_with_memory(&image, "long", memory, "Off", "");
     assert_eq!(vmm.client.put("vm.create", Some(&body)).status, 204);
     assert_eq!(vmm.client.put("vm.boot", None).status, 204);
     // Filling runs natively at CPL3; give it ample time to reach the watch loop.
@@ -124,6 +141,30 @@ fn main() {
     );
     let snapshot_ms = make_template(work.path(), &full, 120, None);
     let snapshot_sparse_ms = make_template(work.path(), &sparse, 0, None);
+    // kata's templating VM: the same guest with its RAM in a shared zone file next to the
+    // templates (one filesystem, so the snapshot links the file instead of copying it).
+    let zone_file = templates.path().join("zone-memory");
+    let snapshot_zone_ms = make_template_in(
+        work.path(),
+        &templates.path().join("zone"),
+        &guests::long_mode_vmgenid_watcher(120 << 8),
+        &shared_zone_memory(&zone_file, GUEST_MEMORY),
+        None,
+    );
+    let zone_data_mib = {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&zone_file).expect("zone file");
+        (m.blocks() * 512) as f64 / f64::from(1 << 20)
+    };
+    eprintln!(
+        "snapshot of a shared zone VM ({zone_data_mib:.1} MiB of its zone file written): {snapshot_zone_ms:.2} ms"
+    );
+    if std::env::var("SNAPSHOT_ONLY").as_deref() == Ok("1") {
+        println!(
+            "{{\"snapshot_ms\": {snapshot_ms:.3}, \"snapshot_sparse_ms\": {snapshot_sparse_ms:.3}, \"snapshot_zone_ms\": {snapshot_zone_ms:.3}}}"
+        );
+        return;
+    }
     // The same guest with its memory on two memory servers (r = 2), for remote restores.
     let token = revenant_tests::memd::token_file(work.path());
     let memds = [
@@ -245,6 +286,7 @@ fn main() {
 
     results.push(("snapshot_ms".into(), snapshot_ms));
     results.push(("snapshot_sparse_ms".into(), snapshot_sparse_ms));
+    results.push(("snapshot_zone_ms".into(), snapshot_zone_ms));
     results.push(("snapshot_upload_ms".into(), upload_ms));
     results.push(("private_mib_per_clone".into(), per_clone_mib));
     let body: Vec<String> = results

@@ -38,7 +38,7 @@ pub(super) fn validate(b: &BalloonConfig, memory_size: u64) -> Result<(), Config
     if b.size > memory_size {
         return Err(ConfigError::new(
             "balloon.size",
-            format!("{} is more than memory.size ({memory_size})", b.size),
+            format!("{} is more than the guest's RAM ({memory_size})", b.size),
         ));
     }
     if b.statistics_polling_interval_s > MAX_STATS_INTERVAL_S {

@@ -16,24 +16,25 @@ impl MemoryConfig {
     /// request field in the error.
     pub fn hotplug_request(&self, field: &str, desired_ram: u64) -> Result<u64, ConfigError> {
         let region = self.hotplug_region_size();
-        if desired_ram == self.size {
+        let boot = self.ram_size();
+        if desired_ram == boot {
             return Ok(0);
         }
         if region == 0 {
             return Err(ConfigError::new(
                 field,
                 format!(
-                    "this VM has no hot-pluggable memory (memory.hotplug_size must be at least {BLOCK_SIZE} at vm.create); only memory.size ({}) is accepted",
-                    self.size
+                    "this VM has no hot-pluggable memory (memory.hotplug_size must be at least {BLOCK_SIZE} at vm.create); only the boot RAM ({}) is accepted",
+                    boot
                 ),
             ));
         }
-        let Some(extra) = desired_ram.checked_sub(self.size) else {
+        let Some(extra) = desired_ram.checked_sub(boot) else {
             return Err(ConfigError::new(
                 field,
                 format!(
-                    "must be at least memory.size ({}): boot memory cannot be unplugged",
-                    self.size
+                    "must be at least the boot RAM ({}): boot memory cannot be unplugged",
+                    boot
                 ),
             ));
         };
@@ -41,8 +42,8 @@ impl MemoryConfig {
             return Err(ConfigError::new(
                 field,
                 format!(
-                    "must be at most memory.size + hotplug_size ({})",
-                    self.size + region
+                    "must be at most the boot RAM + hotplug_size ({})",
+                    boot + region
                 ),
             ));
         }
@@ -50,8 +51,8 @@ impl MemoryConfig {
             return Err(ConfigError::new(
                 field,
                 format!(
-                    "must be memory.size ({}) plus a multiple of {BLOCK_SIZE} bytes (the virtio-mem block size)",
-                    self.size
+                    "must be the boot RAM ({}) plus a multiple of {BLOCK_SIZE} bytes (the virtio-mem block size)",
+                    boot
                 ),
             ));
         }
@@ -71,7 +72,7 @@ pub(super) fn validate(m: &MemoryConfig) -> Result<(), ConfigError> {
     };
     let field = "memory.hotplugged_size";
     let total = m
-        .size
+        .ram_size()
         .checked_add(extra)
         .ok_or_else(|| ConfigError::new(field, "too large"))?;
     m.hotplug_request(field, total).map(|_| ())

@@ -41,7 +41,7 @@ use crate::devices::exit::ExitSignal;
 use crate::devices::resources::ResourceError;
 use crate::devices::serial::device::SerialDevice;
 use crate::event_loop::{EventLoop, EventLoopError};
-use crate::vstate::memory::{create_guest_memory, GuestMemoryMmap, MemoryError};
+use crate::vstate::memory::{create_ram, GuestMemoryMmap, MemoryError};
 use crate::vstate::run_control::{install_kick_handler, RunControl, RunControlError};
 use crate::vstate::vcpu::{ExitCounters, SharedVcpu, Vcpu, VcpuContext, VcpuError, VcpuThread};
 use crate::vstate::vm_fd::{create_vm, KvmVm, VmFdError};
@@ -94,6 +94,7 @@ impl VmError {
     pub fn config_error(&self) -> Option<ConfigError> {
         match self {
             VmError::Config(e) => Some(e.clone()),
+            VmError::Memory(MemoryError::Zone(z)) => z.config_error(),
             _ => None,
         }
     }
@@ -192,7 +193,7 @@ impl Vm {
             .spawn(supported_cpuid)
             .map_err(VmError::Probe)?;
         let threads = spawn_vcpu_threads(count)?;
-        let memory = create_guest_memory(config.memory.size)?;
+        let memory = create_ram(&config.memory)?;
         let hotplug = hotplug_region(config)?;
         let guest_memory = guest_memory(&memory, hotplug.as_ref())?;
         timer.stage("guest memory mapped");

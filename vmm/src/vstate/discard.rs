@@ -1,7 +1,8 @@
 //! Giving guest pages back to the host: pages a balloon inflated over, or free pages the
 //! guest reported. Their contents no longer matter to the guest, so they are dropped from
 //! the VMM's memory (`MADV_DONTNEED`: anonymous memory reads as zero afterwards, a private
-//! file mapping of a template as the template). Pages under RAM extension go through its
+//! file mapping of a template as the template; `MADV_REMOVE` for a shared zone file, whose
+//! pages read as zero afterwards and leave the file). Pages under RAM extension go through its
 //! engine instead, which also forgets their remote copies so they are never written back
 //! nor fetched again.
 
@@ -70,13 +71,21 @@ impl GuestDiscard {
                     (done.dropped + done.forgotten) * crate::vstate::memory::PAGE_SIZE
                 }
                 _ => {
+                    // A shared file mapping (a `shared` memory zone) keeps its pages in the
+                    // file: only punching them out of it (MADV_REMOVE) frees them.
+                    let advice = if region.file_offset().is_some()
+                        && region.flags() & libc::MAP_SHARED != 0
+                    {
+                        libc::MADV_REMOVE
+                    } else {
+                        libc::MADV_DONTNEED
+                    };
                     // SAFETY: `host..host + n` lies inside one mapped guest memory region
                     // (checked above); the guest gave these pages up and reads whatever the
-                    // mapping provides afterwards, so no Rust reference into them is
-                    // invalidated.
-                    let rc = unsafe {
-                        libc::madvise(host as *mut libc::c_void, n as usize, libc::MADV_DONTNEED)
-                    };
+                    // mapping provides afterwards (zeros, or a template's page for a private
+                    // file mapping), so no Rust reference into them is invalidated.
+                    let rc =
+                        unsafe { libc::madvise(host as *mut libc::c_void, n as usize, advice) };
                     if rc != 0 {
                         return Err(DiscardError::Madvise {
                             addr: at,
@@ -116,5 +125,32 @@ mod tests {
             d.discard(&mem, 4 << 20, 4096),
             Err(DiscardError::OutOfRange(..))
         ));
+    }
+
+    #[test]
+    fn discarded_pages_of_a_shared_zone_leave_its_file() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("memory");
+        let zone = crate::config::MemoryZoneConfig {
+            id: "mem0".into(),
+            size: 4 << 20,
+            file: Some(path.clone()),
+            shared: true,
+        };
+        let mem = crate::vstate::zone_memory::create_zone_memory(&[zone]).unwrap();
+        mem.write_slice(&[0xAB; 4 * 4096], GuestAddress(0x10000))
+            .unwrap();
+        let before = std::fs::metadata(&path).unwrap().blocks();
+        let d = GuestDiscard::default();
+        assert_eq!(d.discard(&mem, 0x10000, 2 * 4096).unwrap(), 2 * 4096);
+        let mut page = [0u8; 4096];
+        mem.read_slice(&mut page, GuestAddress(0x11000)).unwrap();
+        assert!(page.iter().all(|&b| b == 0));
+        mem.read_slice(&mut page, GuestAddress(0x12000)).unwrap();
+        assert!(page.iter().all(|&b| b == 0xAB));
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!((bytes[0x10000], bytes[0x12000]), (0, 0xAB));
+        assert!(std::fs::metadata(&path).unwrap().blocks() < before);
     }
 }

@@ -28,6 +28,8 @@ pub enum MemoryError {
         #[source]
         source: vm_memory::mmap::FromRangesError,
     },
+    #[error(transparent)]
+    Zone(#[from] super::zone_memory::ZoneMemoryError),
 }
 
 /// The guest-physical ranges that hold `size` bytes of RAM around the MMIO gap.
@@ -55,6 +57,16 @@ pub fn create_guest_memory(size: u64) -> Result<GuestMemoryMmap, MemoryError> {
         .map(|(a, l)| (a, l as usize))
         .collect();
     GuestMemoryMmap::from_ranges(&ranges).map_err(|source| MemoryError::Map { size, source })
+}
+
+/// The guest's boot RAM as `memory` describes it: its zones, or `size` bytes of anonymous
+/// memory. Either way over the same guest-physical ranges ([`ram_ranges`] of the total).
+pub fn create_ram(memory: &crate::config::MemoryConfig) -> Result<GuestMemoryMmap, MemoryError> {
+    if memory.zones.is_empty() {
+        create_guest_memory(memory.size)
+    } else {
+        Ok(super::zone_memory::create_zone_memory(&memory.zones)?)
+    }
 }
 
 /// Size of the RAM below the MMIO gap (where boot structures and the initramfs go).

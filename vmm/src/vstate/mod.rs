@@ -8,3 +8,4 @@ pub mod persist;
 pub mod run_control;
 pub mod vcpu;
 pub mod vm_fd;
+pub mod zone_memory;
