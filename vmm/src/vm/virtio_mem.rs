@@ -27,7 +27,7 @@ pub(crate) fn hotplug_region(config: &VmConfig) -> Result<Option<HotplugRegion>,
     if size == 0 {
         return Ok(None);
     }
-    let region = HotplugRegion::new(hotplug_base(config.memory.size), size)
+    let region = HotplugRegion::new(hotplug_base(config.memory.ram_size()), size)
         .map_err(|e| ConfigError::new("memory.hotplug_size", e.to_string()))?;
     Ok(Some(region))
 }
