@@ -9,6 +9,8 @@
 //!   gets its data echoed;
 //! - `pcihp`: a disk added with `vm.add-disk` after boot appears in the guest under the
 //!   reported bdf with the host's data on it, and disappears after `vm.remove-device`.
+//! - `s3`: the guest suspends to RAM (`echo mem > /sys/power/state`); the host sees `S3` in
+//!   `vm.info`, wakes it with `vm.wake` and the guest carries on after its write.
 //!
 //! On this project's PVM hosts Linux user space cannot run yet, so these print `SKIP:`.
 
@@ -190,4 +192,45 @@ fn a_disk_hot_plugged_after_boot_appears_at_its_bdf_and_goes_away() {
     );
     wait_for(&console, &format!("REVENANT-PCIHP GONE {bdf}"));
     assert_passed(&console, "pcihp");
+}
+
+#[test]
+fn a_linux_guest_suspends_to_ram_and_the_host_wakes_it() {
+    let name = "a_linux_guest_suspends_to_ram_and_the_host_wakes_it";
+    let Some((kernel, initramfs)) = linux_guest(name) else {
+        return;
+    };
+    let mut vmm = ApiVmm::start();
+    let console = boot(
+        &mut vmm,
+        &kernel,
+        &initramfs,
+        "s3",
+        r#""rng":{"src":"/dev/urandom"}"#,
+    );
+    wait_for(&console, "REVENANT-S3 ENTER");
+    // The guest's write to the sleep control register stops its vCPUs: vm.info says S3.
+    let start = Instant::now();
+    loop {
+        let info = vmm.client.get("vm.info").json();
+        if info["sleep_state"] == "S3" {
+            assert_eq!(info["state"], "Sleeping", "{info}");
+            break;
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "the guest never reached S3: {info}; console:\n{}",
+            std::fs::read_to_string(&console).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let text = std::fs::read_to_string(&console).unwrap_or_default();
+    assert!(
+        !text.contains("REVENANT-S3 BACK"),
+        "ran on while asleep:\n{text}"
+    );
+    assert_eq!(vmm.client.put("vm.wake", None).status, 204);
+    wait_for(&console, "REVENANT-S3 BACK");
+    assert_eq!(vmm.client.get("vm.info").json()["sleep_state"], "S0");
+    assert_passed(&console, "s3");
 }
