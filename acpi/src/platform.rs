@@ -65,6 +65,9 @@ pub const CPU_HOTPLUG_MMIO_LEN: u64 = 0x10;
 /// to eject that slot after it let go of the device), 0xc PSEG (segment; only 0 exists).
 pub const PCI_HOTPLUG_MMIO_BASE: u64 = 0xf000_2000;
 pub const PCI_HOTPLUG_MMIO_LEN: u64 = 0x10;
+/// Not a device: a guest-physical page with nothing behind it, which the VMM's SYSCALL
+/// bridge on PVM hosts uses as its doorbell (`vmm/src/vstate/syscall_bridge.rs`).
+pub const SYSCALL_DOORBELL_ADDR: u64 = 0xf000_3000;
 
 /// The PCI root bus (segment 0, bus 0): where every device's 32-bit memory BARs go (the
 /// host bridge's `_CRS` announces exactly this window) and the ECAM window of bus 0 (the

@@ -1081,3 +1081,95 @@ mod tests {
         assert_ne!(expected_checksum(1), expected_checksum(2));
     }
 }
+
+/// 64-bit guest making `rounds` system calls from CPL3 with SYSCALL/SYSRETQ (on PVM hosts
+/// through the VMM's SYSCALL bridge). At CPL0 it sets LSTAR to its entry and SFMASK to CF,
+/// reads LSTAR back and reports 1 if it reads its own entry. The first call's entry
+/// reports: the CPL it runs at (0), 1 if RCX holds the return address, R11's low byte (the
+/// user RFLAGS: 0x3, CF set) and its own CF (0: masked). Back at CPL3 after the last call,
+/// its #UD service reports the CPL there (3), 1 if SYSRETQ restored CF, and the number of
+/// calls made. Then it halts, so the VM stays up for its counters to be read.
+pub fn long_mode_syscall(rounds: u32) -> Vec<u8> {
+    long_mode("long-mode syscall guest", |a| {
+        let user = a.create_label();
+        let mut service = a.create_label();
+        let mut entry = a.create_label();
+        let mut after = a.create_label();
+        let mut again = a.create_label();
+        let mut first_done = a.create_label();
+        let out_flag = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+            a.sete(al)?;
+            a.movzx(eax, al)?;
+            a.out(TEST_REPORT_PORT as u32, eax)
+        };
+        a.mov(ecx, 0xc000_0082u32)?;
+        a.lea(rax, ptr(entry))?;
+        a.mov(rdx, rax)?;
+        a.shr(rdx, 32)?;
+        a.wrmsr()?;
+        a.mov(ecx, 0xc000_0084u32)?;
+        a.mov(eax, 1u32)?;
+        a.xor(edx, edx)?;
+        a.wrmsr()?;
+        a.mov(ecx, 0xc000_0082u32)?;
+        a.rdmsr()?;
+        a.shl(rdx, 32)?;
+        a.or(rax, rdx)?;
+        a.lea(rbx, ptr(entry))?;
+        a.cmp(rax, rbx)?;
+        out_flag(a)?;
+        a.xor(r15d, r15d)?;
+        enter_user_mode(a, user, service)?;
+
+        let mut user = user;
+        a.set_label(&mut user)?;
+        a.nop()?;
+        a.set_label(&mut again)?;
+        a.mov(ecx, 0x1111u32)?;
+        a.mov(r11d, 0x2222u32)?;
+        a.stc()?;
+        a.syscall()?;
+        a.set_label(&mut after)?;
+        a.setc(r14b)?;
+        a.inc(r15)?;
+        a.cmp(r15, rounds as i32)?;
+        a.jb(again)?;
+        a.mov(ax, cs)?;
+        a.and(eax, 3)?;
+        a.mov(r13d, eax)?;
+        a.ud2()?;
+
+        // The system call entry, at CPL0.
+        a.set_label(&mut entry)?;
+        a.test(r15, r15)?;
+        a.jnz(first_done)?;
+        a.mov(ax, cs)?;
+        a.and(eax, 3)?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        a.lea(rax, ptr(after))?;
+        a.cmp(rax, rcx)?;
+        out_flag(a)?;
+        a.mov(eax, r11d)?;
+        a.and(eax, 0xff)?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        a.pushfq()?;
+        a.pop(rax)?;
+        a.and(eax, 1)?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        a.set_label(&mut first_done)?;
+        a.sysretq()?;
+
+        // #UD service after the last call.
+        a.set_label(&mut service)?;
+        a.mov(eax, r13d)?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        a.movzx(eax, r14b)?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        a.mov(eax, r15d)?;
+        a.out(TEST_REPORT_PORT as u32, eax)?;
+        let mut forever = a.create_label();
+        a.set_label(&mut forever)?;
+        a.hlt()?;
+        a.jmp(forever)
+    })
+}

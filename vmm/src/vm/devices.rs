@@ -249,6 +249,7 @@ impl Devices {
             exit,
             control: control.clone(),
             counters: counters.clone(),
+            syscall_bridge: None,
         }
     }
 }

@@ -125,6 +125,8 @@ pub struct VmCounters {
     pub pci_devices: Vec<hotplug::PciDeviceInfo>,
     /// Instructions the host's KVM refused and Revenant emulated, by mnemonic.
     pub fallback_emulations: std::collections::BTreeMap<&'static str, u64>,
+    /// System calls from guest user mode the SYSCALL bridge carried (PVM hosts).
+    pub syscalls: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub test_reports: Vec<u32>,
 }
@@ -239,7 +241,8 @@ impl Vm {
             .map_err(|_| VmError::Probe(std::io::Error::other("CPUID probe thread panicked")))??;
         crate::boot::cpuid::apply_profile(&mut cpuid, cpu_profile);
         let counters = Arc::new(ExitCounters::default());
-        let ctx = devices.vcpu_context(exit, &control, &counters);
+        let mut ctx = devices.vcpu_context(exit, &control, &counters);
+        ctx.syscall_bridge = syscall_bridge(&kvm, &guest_memory, cpu_profile);
         let hotplug = Hotplug {
             cpuid: cpuid.clone(),
             ctx: ctx.clone(),
@@ -532,6 +535,7 @@ impl Vm {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            syscalls: self.counters.syscalls.load(Ordering::Relaxed),
             test_reports: self
                 .test_reports
                 .as_ref()
@@ -547,6 +551,26 @@ impl Drop for Vm {
         self.control.stop(std::mem::take(&mut self.vcpu_threads));
         // Then the RAM extension's threads, which read guest memory, before it is unmapped.
         self.remote_ram = None;
+    }
+}
+
+/// Guest memory for the vCPUs' SYSCALL bridge when the VM needs one: on PVM hosts with the
+/// pvm-safe profile (`vstate::syscall_bridge`). Without it the VM still runs, but its guest
+/// kernel can't serve system calls from user mode.
+pub(crate) fn syscall_bridge(
+    kvm: &KvmVm,
+    memory: &GuestMemoryMmap,
+    profile: CpuProfile,
+) -> Option<GuestMemoryMmap> {
+    if profile != CpuProfile::PvmSafe || !crate::boot::cpuid::host_is_pvm() {
+        return None;
+    }
+    match crate::vstate::syscall_bridge::enable(&kvm.fd, memory) {
+        Ok(()) => Some(memory.clone()),
+        Err(e) => {
+            tracing::warn!("no SYSCALL bridge: guest user mode can't make system calls: {e}");
+            None
+        }
     }
 }
 

@@ -6,6 +6,7 @@ pub mod hotplug_memory;
 pub mod memory;
 pub mod persist;
 pub mod run_control;
+pub mod syscall_bridge;
 pub mod vcpu;
 pub mod vm_fd;
 pub mod zone_memory;

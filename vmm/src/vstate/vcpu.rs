@@ -13,6 +13,7 @@ use super::fallback::{self, Outcome};
 use super::memory::GuestMemoryMmap;
 use super::persist::{PersistError, VcpuState};
 use super::run_control::{Next, RunControl};
+use super::syscall_bridge;
 use crate::boot::entry::{boot_registers, real_mode_registers, EntryPoint};
 use crate::boot::{cpuid, gdt, msrs};
 use crate::devices::bus::Bus;
@@ -110,6 +111,8 @@ pub struct ExitCounters {
     pub pio: AtomicU64,
     pub mmio: AtomicU64,
     pub other: AtomicU64,
+    /// Guest system calls the SYSCALL bridge carried into the guest kernel.
+    pub syscalls: AtomicU64,
     /// Instructions the host's KVM refused and Revenant emulated, by mnemonic.
     pub fallbacks: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
@@ -125,6 +128,10 @@ pub struct Vcpu {
     exit: ExitSignal,
     control: Arc<RunControl>,
     counters: Arc<ExitCounters>,
+    /// Guest memory, when the SYSCALL bridge runs (PVM hosts, `syscall_bridge`).
+    bridge: Option<GuestMemoryMmap>,
+    /// The guest's own LSTAR while the bridge gives KVM the trampoline's address.
+    guest_lstar: u64,
 }
 
 /// What the VMM shares with every vCPU thread.
@@ -135,6 +142,8 @@ pub struct VcpuContext {
     pub exit: ExitSignal,
     pub control: Arc<RunControl>,
     pub counters: Arc<ExitCounters>,
+    /// Guest memory when the SYSCALL bridge runs (`syscall_bridge::enable` done).
+    pub syscall_bridge: Option<GuestMemoryMmap>,
 }
 
 impl Vcpu {
@@ -150,6 +159,8 @@ impl Vcpu {
             exit: ctx.exit,
             control: ctx.control,
             counters: ctx.counters,
+            bridge: ctx.syscall_bridge,
+            guest_lstar: 0,
         })
     }
 
@@ -284,6 +295,23 @@ impl Vcpu {
                 self.pio.read(u64::from(port), data);
                 None
             }
+            VcpuExit::MmioWrite(syscall_bridge::DOORBELL_GPA, _) if self.bridge.is_some() => {
+                self.enter_syscall().err().map(GuestExit::Crash)
+            }
+            VcpuExit::X86Wrmsr(exit) => {
+                let (index, data) = (exit.index, exit.data);
+                // Only LSTAR is filtered; its writes always succeed for the guest.
+                *exit.error = u8::from(index != syscall_bridge::MSR_LSTAR);
+                if index == syscall_bridge::MSR_LSTAR {
+                    self.on_lstar_write(data);
+                }
+                None
+            }
+            VcpuExit::X86Rdmsr(exit) => {
+                *exit.error = u8::from(exit.index != syscall_bridge::MSR_LSTAR);
+                *exit.data = self.guest_lstar;
+                None
+            }
             VcpuExit::MmioWrite(addr, data) => {
                 self.counters.mmio.fetch_add(1, Ordering::Relaxed);
                 if !self.mmio.write(addr, data) {
@@ -321,6 +349,51 @@ impl Vcpu {
                 None
             }
         }
+    }
+
+    /// The guest set its system call entry: keep it and route SYSCALL through the bridge's
+    /// trampoline, or, when the trampoline can't be mapped, hand the value to KVM as is.
+    fn on_lstar_write(&mut self, lstar: u64) {
+        self.guest_lstar = lstar;
+        let Some(mem) = &self.bridge else {
+            return;
+        };
+        match syscall_bridge::install(&self.fd, mem) {
+            Ok(()) => tracing::info!(
+                "vcpu{}: SYSCALL bridge: guest LSTAR {lstar:#x}, trampoline {:#x}",
+                self.id,
+                syscall_bridge::TRAMPOLINE_VA
+            ),
+            Err(e) => {
+                tracing::warn!(
+                    "vcpu{}: SYSCALL bridge off, guest system calls from user mode will fail \
+                     on this host: {e}",
+                    self.id
+                );
+                if let Err(e) = syscall_bridge::set_msr(&self.fd, syscall_bridge::MSR_LSTAR, lstar)
+                {
+                    tracing::warn!("vcpu{}: cannot set LSTAR: {e}", self.id);
+                }
+            }
+        }
+    }
+
+    /// The trampoline rang the doorbell: once KVM finished the store (one KVM_RUN with
+    /// immediate_exit), enter the guest kernel the way SYSCALL would have.
+    fn enter_syscall(&mut self) -> Result<(), String> {
+        self.counters.syscalls.fetch_add(1, Ordering::Relaxed);
+        self.fd.set_kvm_immediate_exit(1);
+        let flushed = self.fd.run().map(|_| ());
+        self.fd.set_kvm_immediate_exit(0);
+        match flushed {
+            Err(e) if e.errno() == libc::EINTR => {}
+            Err(e) => return Err(format!("SYSCALL bridge: cannot complete the doorbell: {e}")),
+            Ok(()) => {
+                return Err("SYSCALL bridge: KVM_RUN with immediate_exit ran the guest".into())
+            }
+        }
+        syscall_bridge::enter_kernel(&self.fd, self.guest_lstar)
+            .map_err(|e| format!("SYSCALL bridge: {e}"))
     }
 
     /// Restarts the vCPU in real mode at an ACPI firmware waking vector, as firmware does on
