@@ -1066,22 +1066,6 @@ fn config_read_id(a: &mut CodeAssembler) -> Result<(), IcedError> {
     a.out(TEST_REPORT_PORT as u32, eax)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn guests_assemble_and_start_where_the_vmm_enters() {
-        let hello = real_mode_hello("hi");
-        // mov dx, 0x3f8 is the very first instruction.
-        assert_eq!(&hello[..3], &[0xba, 0xf8, 0x03]);
-        assert!(hello.ends_with(b"hi\0"));
-        assert!(!long_mode_checksum(4).is_empty());
-        assert!(!long_mode_ticker(20).is_empty());
-        assert_ne!(expected_checksum(1), expected_checksum(2));
-    }
-}
-
 /// 64-bit guest making `rounds` system calls from CPL3 with SYSCALL/SYSRETQ (on PVM hosts
 /// through the VMM's SYSCALL bridge). At CPL0 it sets LSTAR to its entry and SFMASK to CF,
 /// reads LSTAR back and reports 1 if it reads its own entry. The first call's entry
@@ -1172,4 +1156,20 @@ pub fn long_mode_syscall(rounds: u32) -> Vec<u8> {
         a.hlt()?;
         a.jmp(forever)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guests_assemble_and_start_where_the_vmm_enters() {
+        let hello = real_mode_hello("hi");
+        // mov dx, 0x3f8 is the very first instruction.
+        assert_eq!(&hello[..3], &[0xba, 0xf8, 0x03]);
+        assert!(hello.ends_with(b"hi\0"));
+        assert!(!long_mode_checksum(4).is_empty());
+        assert!(!long_mode_ticker(20).is_empty());
+        assert_ne!(expected_checksum(1), expected_checksum(2));
+    }
 }
