@@ -337,7 +337,10 @@ impl Vm {
             hotplug.as_ref(),
         )?;
         let counters = Arc::new(ExitCounters::default());
-        let ctx = devices.vcpu_context(exit, &control, &counters);
+        let mut ctx = devices.vcpu_context(exit, &control, &counters);
+        ctx.memory = Some(guest_memory.clone());
+        ctx.syscall_bridge =
+            crate::vm::syscall_bridge(&kvm, &guest_memory, state.cpu_profile, false);
         let hotplug = Hotplug {
             cpuid: kvm_bindings::CpuId::from_entries(&state.vcpus[0].cpuid)
                 .map_err(|_| VmError::Snapshot("the template's CPUID does not fit".into()))?,
@@ -350,7 +353,7 @@ impl Vm {
         };
         let mut vcpus = Vec::with_capacity(state.vcpus.len());
         for saved in &state.vcpus {
-            let vcpu = Vcpu::new(&kvm.fd, saved.id, ctx.clone())?;
+            let mut vcpu = Vcpu::new(&kvm.fd, saved.id, ctx.clone())?;
             vcpu.restore_state(saved)?;
             vcpus.push(vcpu);
         }

@@ -249,7 +249,8 @@ impl Devices {
             exit,
             control: control.clone(),
             counters: counters.clone(),
-            syscall_bridge: None,
+            memory: None,
+            syscall_bridge: false,
         }
     }
 }

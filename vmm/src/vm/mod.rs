@@ -242,7 +242,8 @@ impl Vm {
         crate::boot::cpuid::apply_profile(&mut cpuid, cpu_profile);
         let counters = Arc::new(ExitCounters::default());
         let mut ctx = devices.vcpu_context(exit, &control, &counters);
-        ctx.syscall_bridge = syscall_bridge(&kvm, &guest_memory, cpu_profile);
+        ctx.memory = Some(guest_memory.clone());
+        ctx.syscall_bridge = syscall_bridge(&kvm, &guest_memory, cpu_profile, true);
         let hotplug = Hotplug {
             cpuid: cpuid.clone(),
             ctx: ctx.clone(),
@@ -554,22 +555,29 @@ impl Drop for Vm {
     }
 }
 
-/// Guest memory for the vCPUs' SYSCALL bridge when the VM needs one: on PVM hosts with the
-/// pvm-safe profile (`vstate::syscall_bridge`). Without it the VM still runs, but its guest
+/// Whether the vCPUs get a SYSCALL bridge: on PVM hosts with the pvm-safe profile
+/// (`vstate::syscall_bridge`); a `booting` VM gets the bridge's pages written, a restored
+/// one has them from its template. Without it the VM still runs, but its guest
 /// kernel can't serve system calls from user mode.
 pub(crate) fn syscall_bridge(
     kvm: &KvmVm,
     memory: &GuestMemoryMmap,
     profile: CpuProfile,
-) -> Option<GuestMemoryMmap> {
+    booting: bool,
+) -> bool {
+    use crate::vstate::syscall_bridge::{enable, write_pages};
     if profile != CpuProfile::PvmSafe || !crate::boot::cpuid::host_is_pvm() {
-        return None;
+        return false;
     }
-    match crate::vstate::syscall_bridge::enable(&kvm.fd, memory) {
-        Ok(()) => Some(memory.clone()),
+    let enabled = enable(&kvm.fd).and_then(|()| match booting {
+        true => write_pages(memory),
+        false => Ok(()),
+    });
+    match enabled {
+        Ok(()) => true,
         Err(e) => {
             tracing::warn!("no SYSCALL bridge: guest user mode can't make system calls: {e}");
-            None
+            false
         }
     }
 }

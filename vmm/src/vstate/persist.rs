@@ -26,6 +26,8 @@ pub enum PersistError {
         total: usize,
         first: u32,
     },
+    #[error("cannot route the restored vCPU's system calls through the SYSCALL bridge: {0}")]
+    Bridge(String),
 }
 
 fn ioctl<T>(what: &'static str, r: Result<T, kvm_ioctls::Error>) -> Result<T, PersistError> {

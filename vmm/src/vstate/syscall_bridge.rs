@@ -76,9 +76,10 @@ fn kvm<T>(what: &'static str, r: Result<T, kvm_ioctls::Error>) -> Result<T, Brid
     r.map_err(|source| BridgeError::Kvm { what, source })
 }
 
-/// Filters the guest's LSTAR accesses to user space and writes the bridge's pages. Called
-/// once per VM, before its vCPUs run.
-pub fn enable(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), BridgeError> {
+/// Filters the guest's LSTAR accesses to user space. Called once per VM, before its vCPUs
+/// run; a booting VM also gets the bridge's pages ([`write_pages`]), a restored one has them
+/// in its template's memory.
+pub fn enable(vm: &VmFd) -> Result<(), BridgeError> {
     let mut cap = kvm_bindings::kvm_enable_cap {
         cap: Cap::X86UserSpaceMsr as u32,
         ..Default::default()
@@ -96,8 +97,7 @@ pub fn enable(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), BridgeError> {
     kvm(
         "filter LSTAR",
         vm.set_msr_filter(MsrFilterDefaultAction::ALLOW, &[range]),
-    )?;
-    write_pages(mem)
+    )
 }
 
 fn table_index(va: u64, level: u32) -> u64 {
@@ -105,7 +105,7 @@ fn table_index(va: u64, level: u32) -> u64 {
 }
 
 /// The trampoline's page tables below the PML4 entry, and its code.
-fn write_pages(mem: &GuestMemoryMmap) -> Result<(), BridgeError> {
+pub fn write_pages(mem: &GuestMemoryMmap) -> Result<(), BridgeError> {
     let table = PTE_PRESENT | PTE_WRITABLE | PTE_USER;
     let entries = [
         (

@@ -128,8 +128,10 @@ pub struct Vcpu {
     exit: ExitSignal,
     control: Arc<RunControl>,
     counters: Arc<ExitCounters>,
-    /// Guest memory, when the SYSCALL bridge runs (PVM hosts, `syscall_bridge`).
-    bridge: Option<GuestMemoryMmap>,
+    /// Guest memory, for the fallback emulator's memory operands and the SYSCALL bridge.
+    memory: Option<GuestMemoryMmap>,
+    /// Whether the SYSCALL bridge runs (PVM hosts, `syscall_bridge`).
+    bridge: bool,
     /// The guest's own LSTAR while the bridge gives KVM the trampoline's address.
     guest_lstar: u64,
 }
@@ -142,8 +144,10 @@ pub struct VcpuContext {
     pub exit: ExitSignal,
     pub control: Arc<RunControl>,
     pub counters: Arc<ExitCounters>,
-    /// Guest memory when the SYSCALL bridge runs (`syscall_bridge::enable` done).
-    pub syscall_bridge: Option<GuestMemoryMmap>,
+    /// Guest memory, for the fallback emulator's memory operands and the SYSCALL bridge.
+    pub memory: Option<GuestMemoryMmap>,
+    /// Whether the SYSCALL bridge runs (`syscall_bridge::enable` done).
+    pub syscall_bridge: bool,
 }
 
 impl Vcpu {
@@ -159,6 +163,7 @@ impl Vcpu {
             exit: ctx.exit,
             control: ctx.control,
             counters: ctx.counters,
+            memory: ctx.memory,
             bridge: ctx.syscall_bridge,
             guest_lstar: 0,
         })
@@ -260,12 +265,38 @@ impl Vcpu {
                 });
             }
         }
-        VcpuState::save(self.id, kvm, &self.fd)
+        let mut state = VcpuState::save(self.id, kvm, &self.fd)?;
+        // Templates keep the guest's own LSTAR, not the SYSCALL bridge's trampoline.
+        if self.bridge && self.guest_lstar != 0 {
+            for msr in &mut state.msrs {
+                if msr.index == syscall_bridge::MSR_LSTAR {
+                    msr.data = self.guest_lstar;
+                }
+            }
+        }
+        Ok(state)
     }
 
-    /// Puts saved state into this (fresh) vCPU.
-    pub fn restore_state(&self, state: &VcpuState) -> Result<(), PersistError> {
-        state.restore(&self.fd)
+    /// Puts saved state into this (fresh) vCPU. With the SYSCALL bridge, a guest LSTAR in
+    /// the state is kept and KVM gets the trampoline, which the template's memory already
+    /// maps (it was made by a bridged VM on a host of the same kind).
+    pub fn restore_state(&mut self, state: &VcpuState) -> Result<(), PersistError> {
+        state.restore(&self.fd)?;
+        let lstar = state
+            .msrs
+            .iter()
+            .find(|m| m.index == syscall_bridge::MSR_LSTAR)
+            .map_or(0, |m| m.data);
+        if self.bridge && lstar != 0 {
+            self.guest_lstar = lstar;
+            syscall_bridge::set_msr(
+                &self.fd,
+                syscall_bridge::MSR_LSTAR,
+                syscall_bridge::TRAMPOLINE_VA,
+            )
+            .map_err(|e| PersistError::Bridge(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// One KVM_RUN and the handling of its exit; `Some` when the guest can't go on.
@@ -295,7 +326,7 @@ impl Vcpu {
                 self.pio.read(u64::from(port), data);
                 None
             }
-            VcpuExit::MmioWrite(syscall_bridge::DOORBELL_GPA, _) if self.bridge.is_some() => {
+            VcpuExit::MmioWrite(syscall_bridge::DOORBELL_GPA, _) if self.bridge => {
                 self.enter_syscall().err().map(GuestExit::Crash)
             }
             VcpuExit::X86Wrmsr(exit) => {
@@ -355,7 +386,7 @@ impl Vcpu {
     /// trampoline, or, when the trampoline can't be mapped, hand the value to KVM as is.
     fn on_lstar_write(&mut self, lstar: u64) {
         self.guest_lstar = lstar;
-        let Some(mem) = &self.bridge else {
+        let (true, Some(mem)) = (self.bridge, &self.memory) else {
             return;
         };
         match syscall_bridge::install(&self.fd, mem) {
@@ -458,8 +489,12 @@ impl Vcpu {
                 "the host's KVM could not emulate undecodable bytes {bytes:02x?} at {at}"
             ));
         };
-        let fpu = self.fd.get_fpu().map_err(|e| fail("read FPU state", e))?;
-        let outcome = fallback::emulate(&instr, &mut regs, &fpu).map_err(|why| {
+        let mut fpu = self.fd.get_fpu().map_err(|e| fail("read FPU state", e))?;
+        let mut mem = VcpuMemory {
+            fd: &self.fd,
+            memory: self.memory.as_ref(),
+        };
+        let outcome = fallback::emulate(&instr, &mut regs, &sregs, &mut fpu, &mut mem).map_err(|why| {
             format!(
                 "guest executed `{}` (bytes {:02x?}) at {at}, which this host's KVM cannot emulate: {why}",
                 fallback::describe(&instr),
@@ -471,6 +506,12 @@ impl Vcpu {
             .map_err(|e| fail("write registers", e))?;
         let name = match outcome {
             Outcome::Emulated(name) => name,
+            Outcome::EmulatedFpu(name) => {
+                self.fd
+                    .set_fpu(&fpu)
+                    .map_err(|e| fail("write FPU state", e))?;
+                name
+            }
             Outcome::InjectTrap(name, vector) => {
                 let mut events = self
                     .fd
@@ -485,14 +526,22 @@ impl Vcpu {
                 name
             }
         };
-        tracing::info!("vcpu{}: fallback {name} at {at}", self.id);
-        *self
+        let mut counts = self
             .counters
             .fallbacks
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(name)
-            .or_default() += 1;
+            .unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(name).or_default();
+        *count += 1;
+        // The first of each kind is worth a line; Linux runs some on every process start.
+        if *count == 1 {
+            tracing::info!(
+                "vcpu{}: fallback {name} at {at} (first; later ones at debug level)",
+                self.id
+            );
+        } else {
+            tracing::debug!("vcpu{}: fallback {name} at {at}", self.id);
+        }
         Ok(())
     }
 }
@@ -505,5 +554,64 @@ fn set_lvt_mode(regs: &mut [std::os::raw::c_char; 1024], offset: usize, mode: u3
     let value = (u32::from_le_bytes(raw) & !0x700) | (mode << 8);
     for (i, b) in value.to_le_bytes().iter().enumerate() {
         regs[offset + i] = *b as std::os::raw::c_char;
+    }
+}
+
+/// Guest-virtual memory of a vCPU, for the fallback emulator's memory operands: each page
+/// is translated by KVM (the guest's page tables) and accessed in guest memory.
+struct VcpuMemory<'a> {
+    fd: &'a VcpuFd,
+    memory: Option<&'a GuestMemoryMmap>,
+}
+
+impl VcpuMemory<'_> {
+    /// Calls `access` with the guest-physical address and length of each page-bounded piece
+    /// of `len` bytes at `gva`.
+    fn pieces(
+        &self,
+        gva: u64,
+        len: usize,
+        write: bool,
+        mut access: impl FnMut(&GuestMemoryMmap, u64, std::ops::Range<usize>) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let memory = self.memory.ok_or("no guest memory for memory operands")?;
+        let mut done = 0;
+        while done < len {
+            let at = gva.wrapping_add(done as u64);
+            let in_page = (0x1000 - (at & 0xfff)) as usize;
+            let n = in_page.min(len - done);
+            let t = self
+                .fd
+                .translate_gva(at)
+                .map_err(|e| format!("cannot translate {at:#x}: {e}"))?;
+            if t.valid == 0 || (write && t.writeable == 0) {
+                return Err(format!(
+                    "guest address {at:#x} is not mapped{} (a #PF, which is not emulated)",
+                    if write { " writable" } else { "" }
+                ));
+            }
+            access(memory, t.physical_address, done..done + n)?;
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+impl fallback::GuestAccess for VcpuMemory<'_> {
+    fn read(&mut self, gva: u64, buf: &mut [u8]) -> Result<(), String> {
+        use vm_memory::Bytes;
+        let len = buf.len();
+        self.pieces(gva, len, false, |m, gpa, r| {
+            m.read_slice(&mut buf[r], vm_memory::GuestAddress(gpa))
+                .map_err(|e| format!("cannot read guest memory at {gpa:#x}: {e}"))
+        })
+    }
+
+    fn write(&mut self, gva: u64, data: &[u8]) -> Result<(), String> {
+        use vm_memory::Bytes;
+        self.pieces(gva, data.len(), true, |m, gpa, r| {
+            m.write_slice(&data[r], vm_memory::GuestAddress(gpa))
+                .map_err(|e| format!("cannot write guest memory at {gpa:#x}: {e}"))
+        })
     }
 }

@@ -7,11 +7,13 @@
 //! (INT3 -> #BP). Anything else stops the VM with a message naming the instruction, its
 //! bytes and RIP: never a hang, never a guess.
 
+mod fpu;
 mod registers;
 
 use iced_x86::{Code, Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter, OpKind};
-use kvm_bindings::{kvm_fpu, kvm_regs};
+use kvm_bindings::{kvm_fpu, kvm_regs, kvm_sregs};
 
+pub use fpu::GuestAccess;
 pub use registers::{read_gpr, write_gpr};
 
 /// x86 exception vector of #BP.
@@ -26,6 +28,8 @@ const RFLAGS_ZF: u64 = 1 << 6;
 pub enum Outcome {
     /// Registers were updated (RIP advanced); resume the guest.
     Emulated(&'static str),
+    /// Registers and the FPU state were updated: write both back.
+    EmulatedFpu(&'static str),
     /// RIP was advanced past the instruction; inject this exception vector (a trap).
     InjectTrap(&'static str, u8),
 }
@@ -56,8 +60,18 @@ pub fn describe(instr: &Instruction) -> String {
     out
 }
 
-/// Carries out `instr` (which the host refused) on the vCPU state, or explains why not.
-pub fn emulate(instr: &Instruction, regs: &mut kvm_regs, fpu: &kvm_fpu) -> Result<Outcome, String> {
+/// Carries out `instr` (which the host refused) on the vCPU state and guest memory, or
+/// explains why not.
+pub fn emulate(
+    instr: &Instruction,
+    regs: &mut kvm_regs,
+    sregs: &kvm_sregs,
+    fpu: &mut kvm_fpu,
+    mem: &mut dyn GuestAccess,
+) -> Result<Outcome, String> {
+    if let Some(name) = fpu::emulate(instr, regs, sregs, fpu, mem)? {
+        return Ok(Outcome::EmulatedFpu(name));
+    }
     let next = regs.rip.wrapping_add(instr.len() as u64);
     match instr.code() {
         Code::Int3 => {
@@ -101,6 +115,31 @@ pub fn emulate(instr: &Instruction, regs: &mut kvm_regs, fpu: &kvm_fpu) -> Resul
 mod tests {
     use super::*;
 
+    /// No guest memory: the instructions tested here have none.
+    struct NoMemory;
+    impl GuestAccess for NoMemory {
+        fn read(&mut self, _: u64, _: &mut [u8]) -> Result<(), String> {
+            Err("no memory".into())
+        }
+        fn write(&mut self, _: u64, _: &[u8]) -> Result<(), String> {
+            Err("no memory".into())
+        }
+    }
+
+    fn emulate_plain(
+        instr: &Instruction,
+        regs: &mut kvm_regs,
+        fpu: &kvm_fpu,
+    ) -> Result<Outcome, String> {
+        emulate(
+            instr,
+            regs,
+            &kvm_sregs::default(),
+            &mut fpu.clone(),
+            &mut NoMemory,
+        )
+    }
+
     fn regs_at(rip: u64) -> kvm_regs {
         kvm_regs {
             rip,
@@ -123,7 +162,7 @@ mod tests {
     fn int3_advances_rip_and_asks_for_bp() {
         let instr = decode(&[0xcc, 0x90], 64, 0x1000).unwrap();
         let mut regs = regs_at(0x1000);
-        let out = emulate(&instr, &mut regs, &kvm_fpu::default()).unwrap();
+        let out = emulate_plain(&instr, &mut regs, &kvm_fpu::default()).unwrap();
         assert_eq!(out, Outcome::InjectTrap("int3", BP_VECTOR));
         assert_eq!(regs.rip, 0x1001);
     }
@@ -133,7 +172,7 @@ mod tests {
         let instr = decode(&[0x9b], 64, 0x10).unwrap();
         let mut regs = regs_at(0x10);
         assert_eq!(
-            emulate(&instr, &mut regs, &kvm_fpu::default()),
+            emulate_plain(&instr, &mut regs, &kvm_fpu::default()),
             Ok(Outcome::Emulated("fwait"))
         );
         assert_eq!(regs.rip, 0x11);
@@ -141,7 +180,7 @@ mod tests {
             fsw: FSW_ERROR_SUMMARY,
             ..Default::default()
         };
-        assert!(emulate(&instr, &mut regs_at(0x10), &pending).is_err());
+        assert!(emulate_plain(&instr, &mut regs_at(0x10), &pending).is_err());
     }
 
     /// POPCNT as the host CPU computes it, flags included.
@@ -177,7 +216,7 @@ mod tests {
             let mut regs = regs_at(0x100);
             regs.rbx = src;
             assert_eq!(
-                emulate(&instr, &mut regs, &kvm_fpu::default()),
+                emulate_plain(&instr, &mut regs, &kvm_fpu::default()),
                 Ok(Outcome::Emulated("popcnt"))
             );
             let (count, flags) = host_popcnt(src);
@@ -189,7 +228,7 @@ mod tests {
         let instr = decode(&[0xf3, 0x0f, 0xb8, 0xca], 64, 0).unwrap();
         let mut regs = regs_at(0);
         (regs.rcx, regs.rdx) = (u64::MAX, 0xffff_ffff_0000_0003);
-        emulate(&instr, &mut regs, &kvm_fpu::default()).unwrap();
+        emulate_plain(&instr, &mut regs, &kvm_fpu::default()).unwrap();
         assert_eq!(regs.rcx, 2);
     }
 
@@ -197,10 +236,10 @@ mod tests {
     fn refuses_what_it_cannot_do() {
         // popcnt rax, [rbx]
         let instr = decode(&[0xf3, 0x48, 0x0f, 0xb8, 0x03], 64, 0).unwrap();
-        assert!(emulate(&instr, &mut regs_at(0), &kvm_fpu::default()).is_err());
+        assert!(emulate_plain(&instr, &mut regs_at(0), &kvm_fpu::default()).is_err());
         // xgetbv
         let instr = decode(&[0x0f, 0x01, 0xd0], 64, 0).unwrap();
-        assert!(emulate(&instr, &mut regs_at(0), &kvm_fpu::default()).is_err());
+        assert!(emulate_plain(&instr, &mut regs_at(0), &kvm_fpu::default()).is_err());
         assert_eq!(describe(&instr), "xgetbv");
     }
 }
