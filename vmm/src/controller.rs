@@ -446,8 +446,11 @@ impl Controller {
         let vector = if sleep.by_guest {
             let v = vm.waking_vector();
             if v.is_none() {
-                tracing::warn!(
-                    "guest slept without setting a FACS waking vector; resuming where it stopped"
+                // Linux on HW-reduced ACPI ignores the FACS and treats a return from its
+                // sleep register write as the resume (wakeup_64.S: `jmp .Lresume_point`).
+                tracing::info!(
+                    "guest slept without setting a FACS waking vector; resuming after its \
+                     sleep register write"
                 );
             }
             v

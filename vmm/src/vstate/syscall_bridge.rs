@@ -143,7 +143,8 @@ pub fn install(fd: &VcpuFd, mem: &GuestMemoryMmap) -> Result<(), BridgeError> {
     let at = GuestAddress((sregs.cr3 & PTE_ADDRESS) + 8 * slot);
     let ours = PDPT | PTE_PRESENT | PTE_WRITABLE | PTE_USER;
     let entry: u64 = mem.read_obj(at)?;
-    if entry != ours {
+    // The CPU may have set the accessed/dirty bits in our entry since we wrote it.
+    if entry & (PTE_ADDRESS | PTE_PRESENT | PTE_WRITABLE | PTE_USER) != ours {
         if entry & PTE_PRESENT != 0 {
             return Err(BridgeError::SlotInUse {
                 slot: slot as usize,
