@@ -74,7 +74,12 @@ fn a_running_linux_guest_forks_into_clones_that_keep_running() {
             template.display()
         );
         let r = clone.client.put("vm.restore", Some(&body));
-        assert_eq!(r.status, 204, "{mode}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            204,
+            "{mode}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         assert_eq!(clone.client.put("vm.resume", None).status, 204);
         let tick = wait_for_tick(&console, from, at, mode);
         eprintln!("{mode} clone: template stopped at tick {at}, clone reached {tick}");

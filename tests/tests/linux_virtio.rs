@@ -10,9 +10,11 @@
 //! - `pcihp`: a disk added with `vm.add-disk` after boot appears in the guest under the
 //!   reported bdf with the host's data on it, and disappears after `vm.remove-device`.
 //! - `s3`: the guest suspends to RAM (`echo mem > /sys/power/state`); the host sees `S3` in
-//!   `vm.info`, wakes it with `vm.wake` and the guest carries on after its write.
+//!   `vm.info`, wakes it with `vm.wake` and the guest carries on after its write;
+//! - `resize`: `vm.resize` adds a vCPU (ACPI CPU hotplug) and 256 MiB (virtio-mem); the guest
+//!   onlines the CPU and sees MemTotal grow.
 //!
-//! On this project's PVM hosts Linux user space cannot run yet, so these print `SKIP:`.
+//! On this project's PVM hosts Linux user space runs through the VMM's SYSCALL bridge.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -233,4 +235,51 @@ fn a_linux_guest_suspends_to_ram_and_the_host_wakes_it() {
     wait_for(&console, "REVENANT-S3 BACK");
     assert_eq!(vmm.client.get("vm.info").json()["sleep_state"], "S0");
     assert_passed(&console, "s3");
+}
+
+#[test]
+fn a_linux_guest_sees_its_memory_and_vcpus_grow() {
+    let name = "a_linux_guest_sees_its_memory_and_vcpus_grow";
+    let Some((kernel, initramfs)) = linux_guest(name) else {
+        return;
+    };
+    let mut vmm = ApiVmm::start();
+    let console = vmm.dir.path().join("console.log");
+    let body = format!(
+        r#"{{"cpus":{{"boot_vcpus":1,"max_vcpus":2}},"memory":{{"size":{},"hotplug_size":{}}},"payload":{{"kernel":"{}","initramfs":"{}","cmdline":"console=ttyS0 reboot=k panic=-1 revenant.test=resize"}},"serial":{{"mode":"File","file":"{}"}}}}"#,
+        128u64 << 20,
+        256u64 << 20,
+        kernel.display(),
+        initramfs.display(),
+        console.display()
+    );
+    let r = vmm.client.put("vm.create", Some(&body));
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(vmm.client.put("vm.boot", None).status, 204);
+    wait_for(&console, "REVENANT-RESIZE READY");
+    let r = vmm.client.put(
+        "vm.resize",
+        Some(&format!(
+            r#"{{"desired_vcpus":2,"desired_ram":{}}}"#,
+            (128u64 + 256) << 20
+        )),
+    );
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    let text = wait_for(&console, "REVENANT-RESIZE GREW");
+    eprintln!(
+        "{}",
+        text.lines()
+            .filter(|l| l.contains("REVENANT-RESIZE"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // The guest plugged what it was asked for, and vm.info says so.
+    let info = vmm.client.get("vm.info").json();
+    assert_eq!(
+        info["memory_hotplug"]["plugged_size"],
+        256u64 << 20,
+        "{info}"
+    );
+    assert_eq!(info["memory_actual_size"], 384u64 << 20, "{info}");
+    assert_passed(&console, "resize");
 }

@@ -2,7 +2,7 @@
 //! hotplug controller and GED, driven by a test guest that handles them as an OS would.
 
 use revenant_tests::guests;
-use revenant_tests::skip::{host_is_pvm, kvm_available, skip};
+use revenant_tests::skip::kvm_available;
 use revenant_tests::vmm_process::{write_guest, ApiVmm};
 
 const GED_CPU: u64 = 1;
@@ -220,20 +220,8 @@ fn memory_is_resized_through_virtio_mem() {
     assert_eq!(memory_hotplug(&mut vmm)["requested_size"], 0);
     assert_eq!(vmm.client.put("vm.shutdown", None).status, 204);
 
-    // What the guest sees (MemTotal) needs a Linux guest with a virtio-mem driver.
-    if host_is_pvm() {
-        skip(
-            name,
-            "guest MemTotal not checked: Linux user space cannot run on this host's PVM KVM \
-             (see linux_boot.rs), so no guest reads /proc/meminfo",
-        );
-    } else {
-        skip(
-            name,
-            "guest MemTotal not checked: the images/ initramfs has no virtio-mem MemTotal \
-             report yet",
-        );
-    }
+    // What a Linux guest sees (MemTotal, CPUs online) is checked in tier 3:
+    // linux_virtio.rs, `a_linux_guest_sees_its_memory_and_vcpus_grow`.
 }
 
 #[test]
