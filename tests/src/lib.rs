@@ -8,6 +8,7 @@ pub mod bins;
 pub mod guests;
 pub mod images;
 pub mod kata;
+pub mod linux_template;
 pub mod memd;
 pub mod skip;
 pub mod tap;

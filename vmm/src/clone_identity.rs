@@ -1,6 +1,6 @@
 //! What makes a clone distinct from its template and its siblings, given with `vm.restore`
 //! (a Revenant extension): its own vsock context ID and socket path, and for each network
-//! card its own tap and MAC address. Without them a clone takes the template's, which only
+//! card its own tap and MAC address, and where its serial console goes. Without them a clone takes the template's, which only
 //! one live VM at a time can hold.
 //!
 //! The generation ID (ACPI VMGenID) needs no input: every restore writes a new one.
@@ -9,7 +9,7 @@
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, VmConfig, VsockConfig};
+use crate::config::{ConfigError, ConsoleConfig, VmConfig, VsockConfig};
 use crate::devices::virtio::net::tap::check_name;
 use crate::devices::virtio::net::MacAddr;
 
@@ -22,6 +22,10 @@ pub struct CloneIdentity {
     /// the guest only learns when it probes the card again; see `docs/clone-identity.md`).
     #[serde(default)]
     pub net: Vec<NetIdentity>,
+    /// Where the clone's serial port goes (as `serial` in vm.create): clones of one template
+    /// otherwise all write to the template's console file.
+    #[serde(default)]
+    pub serial: Option<ConsoleConfig>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -65,6 +69,10 @@ impl CloneIdentity {
             }
             card.tap = Some(n.tap.clone());
             card.fd = None;
+        }
+        if let Some(serial) = &self.serial {
+            crate::config::validate_console("serial", serial, true)?;
+            config.serial = serial.clone();
         }
         Ok(())
     }

@@ -574,7 +574,11 @@ fn check_readable_file(field: &str, path: &Path) -> Result<(), ConfigError> {
     }
 }
 
-fn validate_console(field: &str, c: &ConsoleConfig, is_serial: bool) -> Result<(), ConfigError> {
+pub(crate) fn validate_console(
+    field: &str,
+    c: &ConsoleConfig,
+    is_serial: bool,
+) -> Result<(), ConfigError> {
     match c.mode {
         ConsoleMode::Off | ConsoleMode::Null => Ok(()),
         ConsoleMode::Tty if is_serial => Ok(()),

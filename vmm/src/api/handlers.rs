@@ -160,6 +160,9 @@ struct RestoreRequest {
     /// Revenant extension: each network card's own tap (and MAC) in the clone.
     #[serde(default)]
     net: Vec<crate::clone_identity::NetIdentity>,
+    /// Revenant extension: where the clone's serial console goes.
+    #[serde(default)]
+    serial: Option<crate::config::ConsoleConfig>,
 }
 
 async fn vm_restore(State(state): State<ApiState>, raw: Bytes) -> ApiResult {
@@ -171,6 +174,7 @@ async fn vm_restore(State(state): State<ApiState>, raw: Bytes) -> ApiResult {
         &crate::clone_identity::CloneIdentity {
             vsock: req.vsock,
             net: req.net,
+            serial: req.serial,
         },
     )?;
     Ok(StatusCode::NO_CONTENT.into_response())
