@@ -159,4 +159,26 @@ mod tests {
         };
         assert_eq!(wrong(multicast), "net[0].mac");
     }
+
+    #[test]
+    fn a_serial_identity_replaces_the_templates_and_is_checked() {
+        use crate::config::ConsoleMode;
+        let mut config = VmConfig::default();
+        let mine = ConsoleConfig {
+            mode: ConsoleMode::File,
+            file: Some("/tmp/clone1.log".into()),
+            socket: None,
+        };
+        let id = CloneIdentity {
+            serial: Some(mine.clone()),
+            ..Default::default()
+        };
+        id.apply(&mut config).unwrap();
+        assert_eq!(config.serial, mine);
+        let no_file = CloneIdentity {
+            serial: Some(ConsoleConfig { file: None, ..mine }),
+            ..Default::default()
+        };
+        assert_eq!(no_file.apply(&mut config).unwrap_err().field, "serial.file");
+    }
 }
