@@ -12,7 +12,9 @@
 //! - `s3`: the guest suspends to RAM (`echo mem > /sys/power/state`); the host sees `S3` in
 //!   `vm.info`, wakes it with `vm.wake` and the guest carries on after its write;
 //! - `resize`: `vm.resize` adds a vCPU (ACPI CPU hotplug) and 256 MiB (virtio-mem); the guest
-//!   onlines the CPU and sees MemTotal grow.
+//!   onlines the CPU and sees MemTotal grow;
+//! - `net`: a virtio-net card on a host tap; the guest configures an address and pings the
+//!   host's end of the tap.
 //!
 //! On this project's PVM hosts Linux user space runs through the VMM's SYSCALL bridge.
 
@@ -305,4 +307,38 @@ fn a_linux_guest_sees_its_memory_and_vcpus_grow() {
     );
     assert_eq!(info["memory_actual_size"], 384u64 << 20, "{info}");
     assert_passed(&console, "resize");
+}
+
+#[test]
+fn a_linux_guest_pings_the_host_over_virtio_net() {
+    use revenant_tests::tap::{create_tap, set_ipv4, set_up, unique_name};
+    let name = "a_linux_guest_pings_the_host_over_virtio_net";
+    let Some((kernel, initramfs)) = linux_guest(name) else {
+        return;
+    };
+    let tap = unique_name("l");
+    match create_tap(&tap) {
+        // Not persistent: gone when closed; the VMM opens it again by name.
+        Ok(probe) => drop(probe),
+        Err(e) => {
+            println!("SKIP: {name}: cannot create tap {tap} ({e}); needs CAP_NET_ADMIN");
+            return;
+        }
+    }
+    let mut vmm = ApiVmm::start();
+    let console = boot(
+        &mut vmm,
+        &kernel,
+        &initramfs,
+        "net",
+        &format!(r#""net":[{{"tap":"{tap}","mac":"52:54:00:12:34:56"}}]"#),
+    );
+    // The VMM holds the tap once vm.boot answered: give the host's end its address.
+    set_ipv4(&tap, std::net::Ipv4Addr::new(10, 213, 7, 1)).expect("host address on the tap");
+    set_up(&tap).expect("bring the tap up");
+    let text = wait_for(&console, "REVENANT-NET card");
+    assert!(text.contains("mac 52:54:00:12:34:56"), "console:\n{text}");
+    assert_passed(&console, "net");
+    let counters = vmm.client.get("vm.counters").json();
+    eprintln!("net counters: {}", counters["net"]);
 }
