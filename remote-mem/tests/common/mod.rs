@@ -13,12 +13,34 @@ use revenant_remote_mem::endpoint::Endpoint;
 
 pub const TOKEN: &str = "test-token-1234";
 
-/// A scratch directory unique to this test process and `name`.
-pub fn scratch(name: &str) -> PathBuf {
+/// A scratch directory unique to this test process and `name`, removed when dropped.
+pub fn scratch(name: &str) -> Scratch {
     let d = std::env::temp_dir().join(format!("memd-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    Scratch(d)
+}
+
+/// A directory deleted with everything in it on drop.
+pub struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Writes the shared token file into `dir`.
