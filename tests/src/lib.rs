@@ -10,6 +10,7 @@ pub mod images;
 pub mod kata;
 pub mod linux_template;
 pub mod memd;
+pub mod netns;
 pub mod skip;
 pub mod tap;
 pub mod virtio_blk;

@@ -67,53 +67,6 @@ pub fn set_up(name: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// Gives interface `name` the IPv4 address `addr` with a /24 netmask (SIOCSIFADDR and
-/// SIOCSIFNETMASK), so the host's own stack answers on it (e.g. a guest's pings).
-pub fn set_ipv4(name: &str, addr: std::net::Ipv4Addr) -> io::Result<()> {
-    // SAFETY: a plain socket call.
-    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if sock < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `sock` is a new fd we own.
-    let sock = unsafe { OwnedFd::from_raw_fd(sock) };
-    let sockaddr = |a: std::net::Ipv4Addr| libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(a.octets()),
-        },
-        sin_zero: [0; 8],
-    };
-    for (request, value) in [
-        (libc::SIOCSIFADDR, addr),
-        (
-            libc::SIOCSIFNETMASK,
-            std::net::Ipv4Addr::new(255, 255, 255, 0),
-        ),
-    ] {
-        // SAFETY: ifreq is plain data; all-zero is valid.
-        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
-            *dst = src as libc::c_char;
-        }
-        let sin = sockaddr(value);
-        // SAFETY: sockaddr_in fits in the ifreq's sockaddr union member (both 16 bytes) and
-        // is plain data; the ioctl reads the ifreq, live for the call.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                (&sin as *const libc::sockaddr_in).cast::<u8>(),
-                (&mut ifr.ifr_ifru.ifru_addr as *mut libc::sockaddr).cast::<u8>(),
-                std::mem::size_of::<libc::sockaddr_in>(),
-            );
-            if libc::ioctl(sock.as_raw_fd(), request, &ifr) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-    }
-    Ok(())
-}
-
 /// A raw packet socket on one interface, for one EtherType.
 pub struct PacketSocket {
     fd: OwnedFd,
