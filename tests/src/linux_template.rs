@@ -77,9 +77,27 @@ pub fn linux_template(test: &str) -> Option<PathBuf> {
     let locked = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
     assert_eq!(locked, 0, "lock the template cache");
     if !dir.join("complete").exists() {
+        prune_other_templates(&base, &dir);
         make_template(&kernel, &initramfs, &dir);
     }
     Some(dir)
+}
+
+/// Deletes the templates of other images or binaries (named by their 16-hex-digit key): a
+/// template is only used by the build that made it, so the cache would otherwise grow by one
+/// (~30 MB, sparse) with every rebuild.
+fn prune_other_templates(base: &Path, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_key = name.len() == 16 && name.bytes().all(|b| b.is_ascii_hexdigit());
+        if is_key && path != keep {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// Boots the guest to `REVENANT-READY`, pauses it and snapshots it into `dir`.
