@@ -337,10 +337,8 @@ impl Vm {
             hotplug.as_ref(),
         )?;
         let counters = Arc::new(ExitCounters::default());
-        let mut ctx = devices.vcpu_context(exit, &control, &counters);
-        ctx.memory = Some(guest_memory.clone());
-        ctx.syscall_bridge =
-            crate::vm::syscall_bridge(&kvm, &guest_memory, state.cpu_profile, false);
+        let bridge = crate::vm::syscall_bridge(&kvm, &guest_memory, state.cpu_profile, false);
+        let ctx = devices.vcpu_context(exit, &control, &counters, &guest_memory, bridge);
         let hotplug = Hotplug {
             cpuid: kvm_bindings::CpuId::from_entries(&state.vcpus[0].cpuid)
                 .map_err(|_| VmError::Snapshot("the template's CPUID does not fit".into()))?,

@@ -237,11 +237,15 @@ impl Devices {
         })
     }
 
+    /// What every vCPU shares; `memory` is the guest memory, `syscall_bridge` whether the
+    /// VM runs the SYSCALL bridge (`super::syscall_bridge`).
     pub(crate) fn vcpu_context(
         &self,
         exit: ExitSignal,
         control: &Arc<RunControl>,
         counters: &Arc<ExitCounters>,
+        memory: &GuestMemoryMmap,
+        syscall_bridge: bool,
     ) -> VcpuContext {
         VcpuContext {
             pio: Arc::new(self.pio.clone()),
@@ -249,8 +253,8 @@ impl Devices {
             exit,
             control: control.clone(),
             counters: counters.clone(),
-            memory: None,
-            syscall_bridge: false,
+            memory: memory.clone(),
+            syscall_bridge,
         }
     }
 }

@@ -241,9 +241,8 @@ impl Vm {
             .map_err(|_| VmError::Probe(std::io::Error::other("CPUID probe thread panicked")))??;
         crate::boot::cpuid::apply_profile(&mut cpuid, cpu_profile);
         let counters = Arc::new(ExitCounters::default());
-        let mut ctx = devices.vcpu_context(exit, &control, &counters);
-        ctx.memory = Some(guest_memory.clone());
-        ctx.syscall_bridge = syscall_bridge(&kvm, &guest_memory, cpu_profile, true);
+        let bridge = syscall_bridge(&kvm, &guest_memory, cpu_profile, true);
+        let ctx = devices.vcpu_context(exit, &control, &counters, &guest_memory, bridge);
         let hotplug = Hotplug {
             cpuid: cpuid.clone(),
             ctx: ctx.clone(),

@@ -21,9 +21,7 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::memory::GuestMemoryMmap;
 
-pub const MSR_STAR: u32 = 0xc000_0081;
-pub const MSR_LSTAR: u32 = 0xc000_0082;
-pub const MSR_SYSCALL_MASK: u32 = 0xc000_0084;
+pub use crate::boot::msrs::{MSR_LSTAR, MSR_STAR, MSR_SYSCALL_MASK};
 
 /// Guest-virtual address of the trampoline; the doorbell page follows it.
 pub const TRAMPOLINE_VA: u64 = 0xffff_c880_0000_0000;
@@ -156,37 +154,43 @@ pub fn install(fd: &VcpuFd, mem: &GuestMemoryMmap) -> Result<(), BridgeError> {
     set_msr(fd, MSR_LSTAR, TRAMPOLINE_VA)
 }
 
-pub fn set_msr(fd: &VcpuFd, index: u32, data: u64) -> Result<(), BridgeError> {
-    let msrs = Msrs::from_entries(&[kvm_msr_entry {
-        index,
-        data,
-        ..Default::default()
-    }])
-    .map_err(|_| BridgeError::Kvm {
-        what: "build an MSR list",
+/// An MSR list for KVM_SET_MSRS/KVM_GET_MSRS; `what` names the ioctl in errors.
+fn msr_list(what: &'static str, entries: &[(u32, u64)]) -> Result<Msrs, BridgeError> {
+    let entries: Vec<kvm_msr_entry> = entries
+        .iter()
+        .map(|&(index, data)| kvm_msr_entry {
+            index,
+            data,
+            ..Default::default()
+        })
+        .collect();
+    Msrs::from_entries(&entries).map_err(|_| BridgeError::Kvm {
+        what,
         source: kvm_ioctls::Error::new(libc::EINVAL),
-    })?;
-    match kvm("set an MSR", fd.set_msrs(&msrs))? {
-        1 => Ok(()),
-        _ => Err(BridgeError::Kvm {
-            what: "set an MSR",
+    })
+}
+
+/// KVM processed only `done` of `total` MSRs.
+fn partial(what: &'static str, done: usize, total: usize) -> Result<(), BridgeError> {
+    match done == total {
+        true => Ok(()),
+        false => Err(BridgeError::Kvm {
+            what,
             source: kvm_ioctls::Error::new(libc::EINVAL),
         }),
     }
 }
 
+pub fn set_msr(fd: &VcpuFd, index: u32, data: u64) -> Result<(), BridgeError> {
+    let msrs = msr_list("set an MSR", &[(index, data)])?;
+    partial("set an MSR", kvm("set an MSR", fd.set_msrs(&msrs))?, 1)
+}
+
 fn get_msrs<const N: usize>(fd: &VcpuFd, indices: [u32; N]) -> Result<[u64; N], BridgeError> {
-    let entries = indices.map(|index| kvm_msr_entry {
-        index,
-        ..Default::default()
-    });
-    let mut msrs = Msrs::from_entries(&entries).map_err(|_| BridgeError::Kvm {
-        what: "build an MSR list",
-        source: kvm_ioctls::Error::new(libc::EINVAL),
-    })?;
-    let read = kvm("read MSRs", fd.get_msrs(&mut msrs))?;
+    let mut msrs = msr_list("read MSRs", &indices.map(|index| (index, 0)))?;
+    partial("read MSRs", kvm("read MSRs", fd.get_msrs(&mut msrs))?, N)?;
     let mut out = [0; N];
-    for (o, e) in out.iter_mut().zip(&msrs.as_slice()[..read.min(N)]) {
+    for (o, e) in out.iter_mut().zip(msrs.as_slice()) {
         *o = e.data;
     }
     Ok(out)

@@ -129,7 +129,7 @@ pub struct Vcpu {
     control: Arc<RunControl>,
     counters: Arc<ExitCounters>,
     /// Guest memory, for the fallback emulator's memory operands and the SYSCALL bridge.
-    memory: Option<GuestMemoryMmap>,
+    memory: GuestMemoryMmap,
     /// Whether the SYSCALL bridge runs (PVM hosts, `syscall_bridge`).
     bridge: bool,
     /// The guest's own LSTAR while the bridge gives KVM the trampoline's address.
@@ -145,7 +145,7 @@ pub struct VcpuContext {
     pub control: Arc<RunControl>,
     pub counters: Arc<ExitCounters>,
     /// Guest memory, for the fallback emulator's memory operands and the SYSCALL bridge.
-    pub memory: Option<GuestMemoryMmap>,
+    pub memory: GuestMemoryMmap,
     /// Whether the SYSCALL bridge runs (`syscall_bridge::enable` done).
     pub syscall_bridge: bool,
 }
@@ -247,24 +247,29 @@ impl Vcpu {
         }
     }
 
-    /// The vCPU's KVM state, for a snapshot (the VM must be paused).
-    ///
-    /// A vCPU paused right after a port or MMIO exit still has that access's completion
-    /// pending inside KVM, invisible in the registers. One KVM_RUN with immediate_exit set
-    /// lets KVM finish it (it completes pending I/O, then returns EINTR without entering the
-    /// guest), so a clone neither repeats nor loses the access.
-    pub fn save_state(&mut self, kvm: &kvm_ioctls::Kvm) -> Result<VcpuState, PersistError> {
+    /// After a port or MMIO exit, that access's completion is still pending inside KVM,
+    /// invisible in the registers. One KVM_RUN with immediate_exit set lets KVM finish it (it
+    /// completes pending I/O, then returns EINTR without entering the guest). `Ok(false)`
+    /// if KVM_RUN returned an exit instead, i.e. ran the guest.
+    fn complete_pending_io(&mut self) -> Result<bool, kvm_ioctls::Error> {
         self.fd.set_kvm_immediate_exit(1);
         let flushed = self.fd.run().map(|_| ());
         self.fd.set_kvm_immediate_exit(0);
-        if let Err(e) = flushed {
-            if e.errno() != libc::EINTR {
-                return Err(PersistError::Kvm {
-                    what: "complete pending I/O",
-                    source: e,
-                });
-            }
+        match flushed {
+            Ok(()) => Ok(false),
+            Err(e) if e.errno() == libc::EINTR => Ok(true),
+            Err(e) => Err(e),
         }
+    }
+
+    /// The vCPU's KVM state, for a snapshot (the VM must be paused). A pending port or MMIO
+    /// completion is finished first, so a clone neither repeats nor loses the access.
+    pub fn save_state(&mut self, kvm: &kvm_ioctls::Kvm) -> Result<VcpuState, PersistError> {
+        self.complete_pending_io()
+            .map_err(|source| PersistError::Kvm {
+                what: "complete pending I/O",
+                source,
+            })?;
         let mut state = VcpuState::save(self.id, kvm, &self.fd)?;
         // Templates keep the guest's own LSTAR, not the SYSCALL bridge's trampoline.
         if self.bridge && self.guest_lstar != 0 {
@@ -386,10 +391,10 @@ impl Vcpu {
     /// trampoline, or, when the trampoline can't be mapped, hand the value to KVM as is.
     fn on_lstar_write(&mut self, lstar: u64) {
         self.guest_lstar = lstar;
-        let (true, Some(mem)) = (self.bridge, &self.memory) else {
+        if !self.bridge {
             return;
-        };
-        match syscall_bridge::install(&self.fd, mem) {
+        }
+        match syscall_bridge::install(&self.fd, &self.memory) {
             Ok(()) => tracing::info!(
                 "vcpu{}: SYSCALL bridge: guest LSTAR {lstar:#x}, trampoline {:#x}",
                 self.id,
@@ -409,19 +414,16 @@ impl Vcpu {
         }
     }
 
-    /// The trampoline rang the doorbell: once KVM finished the store (one KVM_RUN with
-    /// immediate_exit), enter the guest kernel the way SYSCALL would have.
+    /// The trampoline rang the doorbell: once KVM finished the store, enter the guest kernel
+    /// the way SYSCALL would have.
     fn enter_syscall(&mut self) -> Result<(), String> {
         self.counters.syscalls.fetch_add(1, Ordering::Relaxed);
-        self.fd.set_kvm_immediate_exit(1);
-        let flushed = self.fd.run().map(|_| ());
-        self.fd.set_kvm_immediate_exit(0);
-        match flushed {
-            Err(e) if e.errno() == libc::EINTR => {}
-            Err(e) => return Err(format!("SYSCALL bridge: cannot complete the doorbell: {e}")),
-            Ok(()) => {
+        match self.complete_pending_io() {
+            Ok(true) => {}
+            Ok(false) => {
                 return Err("SYSCALL bridge: KVM_RUN with immediate_exit ran the guest".into())
             }
+            Err(e) => return Err(format!("SYSCALL bridge: cannot complete the doorbell: {e}")),
         }
         syscall_bridge::enter_kernel(&self.fd, self.guest_lstar)
             .map_err(|e| format!("SYSCALL bridge: {e}"))
@@ -492,7 +494,7 @@ impl Vcpu {
         let mut fpu = self.fd.get_fpu().map_err(|e| fail("read FPU state", e))?;
         let mut mem = VcpuMemory {
             fd: &self.fd,
-            memory: self.memory.as_ref(),
+            memory: &self.memory,
         };
         let outcome = fallback::emulate(&instr, &mut regs, &sregs, &mut fpu, &mut mem).map_err(|why| {
             format!(
@@ -561,7 +563,7 @@ fn set_lvt_mode(regs: &mut [std::os::raw::c_char; 1024], offset: usize, mode: u3
 /// is translated by KVM (the guest's page tables) and accessed in guest memory.
 struct VcpuMemory<'a> {
     fd: &'a VcpuFd,
-    memory: Option<&'a GuestMemoryMmap>,
+    memory: &'a GuestMemoryMmap,
 }
 
 impl VcpuMemory<'_> {
@@ -574,7 +576,6 @@ impl VcpuMemory<'_> {
         write: bool,
         mut access: impl FnMut(&GuestMemoryMmap, u64, std::ops::Range<usize>) -> Result<(), String>,
     ) -> Result<(), String> {
-        let memory = self.memory.ok_or("no guest memory for memory operands")?;
         let mut done = 0;
         while done < len {
             let at = gva.wrapping_add(done as u64);
@@ -590,7 +591,7 @@ impl VcpuMemory<'_> {
                     if write { " writable" } else { "" }
                 ));
             }
-            access(memory, t.physical_address, done..done + n)?;
+            access(self.memory, t.physical_address, done..done + n)?;
             done += n;
         }
         Ok(())
