@@ -9,6 +9,7 @@ pub mod guests;
 pub mod images;
 pub mod kata;
 pub mod linux_template;
+pub mod linux_vm;
 pub mod memd;
 pub mod netns;
 pub mod skip;

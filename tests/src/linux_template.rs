@@ -10,10 +10,11 @@ use std::hash::Hasher;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::bins::binary;
 use crate::images::linux_guest;
+use crate::linux_vm::{wait_for_line, LinuxVm};
 use crate::vmm_process::ApiVmm;
 
 const BOOT_LIMIT: Duration = Duration::from_secs(300);
@@ -46,25 +47,8 @@ fn content_key(files: &[&Path]) -> u64 {
     hasher.finish()
 }
 
-/// Waits until `console` (from byte `from` on) holds a line containing `marker`; returns it.
-pub fn wait_for_line(console: &Path, from: usize, marker: &str, limit: Duration) -> String {
-    let start = Instant::now();
-    loop {
-        let text = std::fs::read(console).unwrap_or_default();
-        let text = String::from_utf8_lossy(text.get(from..).unwrap_or_default()).into_owned();
-        if let Some(line) = text.lines().find(|l| l.contains(marker)) {
-            return line.to_string();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "no `{marker}` within {limit:?}; console:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The cached Linux template for the current images and binary, made now if it is missing;
-/// None (after printing `SKIP:`) when there are no images or no KVM.
+/// The snapshot of the cached Linux template for the current images and binary, made now if
+/// it is missing; None (after printing `SKIP:`) when there are no images or no KVM.
 pub fn linux_template(test: &str) -> Option<PathBuf> {
     let (kernel, initramfs) = linux_guest(test)?;
     let key = content_key(&[&kernel, &initramfs, &binary("revenant")]);
@@ -80,7 +64,7 @@ pub fn linux_template(test: &str) -> Option<PathBuf> {
         prune_other_templates(&base, &dir);
         make_template(&kernel, &initramfs, &dir);
     }
-    Some(dir)
+    Some(dir.join("vm"))
 }
 
 /// Deletes the templates of other images or binaries (named by their 16-hex-digit key): a
@@ -110,28 +94,36 @@ fn make_template(kernel: &Path, initramfs: &Path, dir: &Path) {
     std::fs::create_dir_all(dir).expect("template dir");
     let mut vmm = ApiVmm::start();
     let console = dir.join("boot-console.log");
-    let body = format!(
-        r#"{{"cpus":{{"boot_vcpus":1,"max_vcpus":2}},"memory":{{"size":{},"hotplug_size":{}}},"payload":{{"kernel":"{}","initramfs":"{}","cmdline":"console=ttyS0 reboot=k panic=-1 revenant.runner=1"}},"serial":{{"mode":"File","file":"{}"}},"rng":{{"src":"/dev/urandom"}}}}"#,
-        128u64 << 20,
-        256u64 << 20,
-        kernel.display(),
-        initramfs.display(),
-        console.display()
-    );
+    let body = LinuxVm {
+        kernel,
+        initramfs,
+        args: "revenant.runner=1",
+        console: &console,
+        memory: 128 << 20,
+        hotplug: 256 << 20,
+        max_vcpus: 2,
+        devices: r#""rng":{"src":"/dev/urandom"}"#,
+    }
+    .body();
     let r = vmm.client.put("vm.create", Some(&body));
     assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(vmm.client.put("vm.boot", None).status, 204);
     wait_for_line(&console, 0, "REVENANT-IDLE", BOOT_LIMIT);
+    snapshot_and_stop(vmm, &dir.join("vm"));
+    std::fs::write(dir.join("complete"), b"").expect("mark the template complete");
+}
+
+/// Pauses the VM, snapshots it into `snapshot` and shuts its VMM down.
+pub fn snapshot_and_stop(mut vmm: ApiVmm, snapshot: &Path) {
     assert_eq!(vmm.client.put("vm.pause", None).status, 204);
-    let snapshot = dir.join("vm");
     let url = format!(r#"{{"destination_url":"file://{}"}}"#, snapshot.display());
     let r = vmm.client.put("vm.snapshot", Some(&url));
     assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
     let _ = vmm.client.request("PUT", "vmm.shutdown", None);
-    std::fs::write(dir.join("complete"), b"").expect("mark the template complete");
+    let _ = vmm.child.wait();
 }
 
-/// A clone of the cached template: its own VMM process and console.
+/// A clone of a Linux template: its own VMM process and console.
 pub struct LinuxClone {
     pub vmm: ApiVmm,
     pub console: PathBuf,
@@ -139,17 +131,23 @@ pub struct LinuxClone {
 }
 
 impl LinuxClone {
-    /// Restores the template (`mode`: cow, ondemand, copy) into a fresh VMM and resumes it.
-    pub fn fork(template: &Path, mode: &str) -> LinuxClone {
+    /// Restores the snapshot in `snapshot` (`mode`: cow, ondemand, copy) into a fresh VMM,
+    /// with its own console, and resumes it.
+    pub fn fork(snapshot: &Path, mode: &str) -> LinuxClone {
         let mut vmm = ApiVmm::start();
         let console = vmm.dir.path().join("console.log");
         let body = format!(
             r#"{{"source_url":"file://{}","memory_restore_mode":"{mode}","serial":{{"mode":"File","file":"{}"}}}}"#,
-            template.join("vm").display(),
+            snapshot.display(),
             console.display()
         );
         let r = vmm.client.put("vm.restore", Some(&body));
-        assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            204,
+            "{mode}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         assert_eq!(vmm.client.put("vm.resume", None).status, 204);
         LinuxClone {
             vmm,
@@ -163,11 +161,7 @@ impl LinuxClone {
     pub fn run_script(&mut self, script: &str) {
         self.scripts += 1;
         let n = self.scripts;
-        let disk = self
-            .vmm
-            .dir
-            .path()
-            .join(format!("script{}.img", self.scripts));
+        let disk = self.vmm.dir.path().join(format!("script{n}.img"));
         let mut data = format!("{SCRIPT_HEADER}{script}\n").into_bytes();
         data.resize(data.len().next_multiple_of(4096), 0);
         std::fs::write(&disk, &data).expect("write the script disk");

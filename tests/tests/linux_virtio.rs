@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use revenant_tests::images::linux_guest;
+use revenant_tests::linux_vm::LinuxVm;
 use revenant_tests::memd::{token_file, Memd};
 use revenant_tests::skip::skip;
 use revenant_tests::vmm_process::ApiVmm;
@@ -45,13 +46,17 @@ fn boot_sized(
     memory: u64,
 ) -> PathBuf {
     let console = vmm.dir.path().join("console.log");
-    let body = format!(
-        r#"{{"cpus":{{"boot_vcpus":1,"max_vcpus":1}},"memory":{{"size":{}}},"payload":{{"kernel":"{}","initramfs":"{}","cmdline":"console=ttyS0 reboot=k panic=-1 revenant.test={test}"}},"serial":{{"mode":"File","file":"{}"}},{devices}}}"#,
+    let body = LinuxVm {
+        kernel,
+        initramfs,
+        args: &format!("revenant.test={test}"),
+        console: &console,
         memory,
-        kernel.display(),
-        initramfs.display(),
-        console.display()
-    );
+        hotplug: 0,
+        max_vcpus: 1,
+        devices,
+    }
+    .body();
     let r = vmm.client.put("vm.create", Some(&body));
     assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(vmm.client.put("vm.boot", None).status, 204);
@@ -270,14 +275,17 @@ fn a_linux_guest_sees_its_memory_and_vcpus_grow() {
     };
     let mut vmm = ApiVmm::start();
     let console = vmm.dir.path().join("console.log");
-    let body = format!(
-        r#"{{"cpus":{{"boot_vcpus":1,"max_vcpus":2}},"memory":{{"size":{},"hotplug_size":{}}},"payload":{{"kernel":"{}","initramfs":"{}","cmdline":"console=ttyS0 reboot=k panic=-1 revenant.test=resize"}},"serial":{{"mode":"File","file":"{}"}}}}"#,
-        128u64 << 20,
-        256u64 << 20,
-        kernel.display(),
-        initramfs.display(),
-        console.display()
-    );
+    let body = LinuxVm {
+        kernel: &kernel,
+        initramfs: &initramfs,
+        args: "revenant.test=resize",
+        console: &console,
+        memory: 128 << 20,
+        hotplug: 256 << 20,
+        max_vcpus: 2,
+        devices: "",
+    }
+    .body();
     let r = vmm.client.put("vm.create", Some(&body));
     assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(vmm.client.put("vm.boot", None).status, 204);

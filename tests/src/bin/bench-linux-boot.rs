@@ -5,29 +5,15 @@
 //! against the same loop run by the host's busybox. Progress on stderr; the last stdout line
 //! is one JSON object.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use revenant_tests::bench::BenchVmm;
 use revenant_tests::images::guest_images;
+use revenant_tests::linux_vm::{wait_for_line, LinuxVm};
 
 const LOOP: &str = "i=0; while [ $i -lt 3000000 ]; do i=$((i + 1)); done";
 const LIMIT: Duration = Duration::from_secs(300);
-
-fn wait_for(console: &Path, marker: &str, since: Instant) -> String {
-    loop {
-        let text = std::fs::read_to_string(console).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.contains(marker)) {
-            return line.to_string();
-        }
-        assert!(
-            since.elapsed() < LIMIT,
-            "no {marker} within {LIMIT:?}; console:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// `key=value` from a marker line, as seconds.
 fn field(line: &str, key: &str) -> f64 {
@@ -44,17 +30,23 @@ fn main() {
     let console = dir.path().join("console.log");
     let t0 = Instant::now();
     let mut vmm = BenchVmm::spawn(dir.path(), "linux");
-    let body = format!(
-        r#"{{"cpus":{{"boot_vcpus":1,"max_vcpus":1}},"memory":{{"size":{}}},"payload":{{"kernel":"{}","initramfs":"{}","cmdline":"console=ttyS0 reboot=k panic=-1 revenant.test=userloop"}},"serial":{{"mode":"File","file":"{}"}}}}"#,
-        256u64 << 20,
-        kernel.display(),
-        initramfs.display(),
-        console.display()
-    );
+    let body = LinuxVm {
+        kernel,
+        initramfs,
+        args: "revenant.test=userloop",
+        console: &console,
+        memory: 256 << 20,
+        hotplug: 0,
+        max_vcpus: 1,
+        devices: "",
+    }
+    .body();
     assert_eq!(vmm.client.put("vm.create", Some(&body)).status, 204);
     assert_eq!(vmm.client.put("vm.boot", None).status, 204);
     eprintln!("booting {} ...", kernel.display());
-    let ready = wait_for(&console, "REVENANT-READY", t0);
+    // Both waits end LIMIT after the VMM started.
+    let wait_for = |marker| wait_for_line(&console, 0, marker, LIMIT.saturating_sub(t0.elapsed()));
+    let ready = wait_for("REVENANT-READY");
     let boot_s = t0.elapsed().as_secs_f64();
     let counters = vmm.client.get("vm.counters").json();
     let fallbacks: u64 = counters["fallback_emulations"]
@@ -65,7 +57,7 @@ fn main() {
         "{ready} after {boot_s:.2} s; fallbacks {} ; {syscalls} system calls bridged",
         counters["fallback_emulations"]
     );
-    let looped = wait_for(&console, "REVENANT-LOOP", t0);
+    let looped = wait_for("REVENANT-LOOP");
     let guest_s = field(&looped, "end") - field(&looped, "start");
     let h0 = Instant::now();
     let status = Command::new("/bin/busybox")
