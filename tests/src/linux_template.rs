@@ -109,12 +109,13 @@ fn make_template(kernel: &Path, initramfs: &Path, dir: &Path) {
     assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(vmm.client.put("vm.boot", None).status, 204);
     wait_for_line(&console, 0, "REVENANT-IDLE", BOOT_LIMIT);
-    snapshot_and_stop(vmm, &dir.join("vm"));
+    snapshot_and_stop(&mut vmm, &dir.join("vm"));
     std::fs::write(dir.join("complete"), b"").expect("mark the template complete");
 }
 
-/// Pauses the VM, snapshots it into `snapshot` and shuts its VMM down.
-pub fn snapshot_and_stop(mut vmm: ApiVmm, snapshot: &Path) {
+/// Pauses the VM, snapshots it into `snapshot` and shuts its VMM down (its directory, with
+/// the console, stays until `vmm` is dropped).
+pub fn snapshot_and_stop(vmm: &mut ApiVmm, snapshot: &Path) {
     assert_eq!(vmm.client.put("vm.pause", None).status, 204);
     let url = format!(r#"{{"destination_url":"file://{}"}}"#, snapshot.display());
     let r = vmm.client.put("vm.snapshot", Some(&url));

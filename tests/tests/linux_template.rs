@@ -63,7 +63,7 @@ fn a_running_linux_guest_forks_into_clones_that_keep_running() {
     wait_for_tick(&console, 1, "template");
     let templates = tempfile::tempdir().unwrap();
     let template = templates.path().join("linux");
-    snapshot_and_stop(source, &template);
+    snapshot_and_stop(&mut source, &template);
     let at = last_tick(&std::fs::read_to_string(&console).unwrap()).unwrap();
     for mode in ["cow", "ondemand"] {
         let mut clone = LinuxClone::fork(&template, mode);
