@@ -1,7 +1,8 @@
 //! kata's VM-templating memory path, driven over the API as kata's factory does: a VM whose
 //! RAM is a shared zone file (`memory {size: 0, zones: [{id, size, file, shared: true}]}`),
 //! paused and snapshotted (the template's memory file is linked to the zone file, not
-//! copied), then cow clones restored from it in fresh VMM processes (tier 2, real KVM).
+//! copied), then cow clones restored from it in fresh VMM processes (tier 2, real KVM). The
+//! same for `memory.shared` without zones, whose RAM is an unnamed file in /dev/shm.
 
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
@@ -109,9 +110,9 @@ fn boot_zone_vm(dir: &Path, zone: &Path) -> (ApiVmm, u64) {
 }
 
 /// kata's factory: the template VM's RAM is a shared file; `vm.snapshot` links it as the
-/// template's memory file (fast, no copy), the template VM can no longer run (409) but stops
-/// cleanly, and clones restored from the template continue from the snapshot independently,
-/// never touching the zone file.
+/// template's memory file (fast, no copy) and remaps the VM's RAM copy-on-write, so the
+/// template VM may run on without changing the template, and clones restored from the
+/// template continue from the snapshot independently, never touching the zone file.
 #[test]
 fn a_shared_zone_template_is_linked_and_forks_independent_clones() {
     if !kvm_available("a_shared_zone_template_is_linked_and_forks_independent_clones") {
@@ -131,7 +132,7 @@ fn a_shared_zone_template_is_linked_and_forks_independent_clones() {
     assert!(
         source
             .stderr()
-            .contains("memory file linked to the zone file"),
+            .contains("memory file linked to the guest's shared memory file"),
         "{}",
         source.stderr()
     );
@@ -149,12 +150,17 @@ fn a_shared_zone_template_is_linked_and_forks_independent_clones() {
     );
     let before = file_digest(&memory);
 
-    // The template VM must not run again: its RAM is the template now.
-    let r = source.client.put("vm.resume", None);
-    assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
-    let why = r.json()["reason"].as_str().unwrap().to_string();
-    assert!(why.contains("linked") && why.contains("template"), "{why}");
-    assert_eq!(source.client.get("vm.info").json()["state"], "Paused");
+    // The template VM runs on in private copies of its pages: the template stays as saved.
+    assert_eq!(source.client.put("vm.resume", None).status, 204);
+    let r = wait_reports(&mut source, n as usize + 3);
+    let expected: Vec<u64> = (1..=r.len() as u64).collect();
+    assert_eq!(r, expected, "the template VM's count after the snapshot");
+    assert_eq!(source.client.put("vm.pause", None).status, 204);
+    assert_eq!(
+        file_digest(&memory),
+        before,
+        "the running VM changed the template"
+    );
 
     let mut clones = Vec::new();
     // The second clone comes from the fork pool (KVM VM and memory made ahead): a zone
@@ -272,7 +278,7 @@ fn a_zone_file_on_another_filesystem_is_copied_and_the_vm_runs_on() {
     let url = format!(r#"{{"destination_url":"file://{}"}}"#, template.display());
     let r = source.client.put("vm.snapshot", Some(&url));
     assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
-    assert!(!source.stderr().contains("linked to the zone file"));
+    assert!(!source.stderr().contains("memory file linked"));
     let memory = template.join("memory.bin");
     let before = file_digest(&memory);
     // Only the guest's data was copied: the rest of the 32 MiB stays holes.
@@ -293,6 +299,102 @@ fn a_zone_file_on_another_filesystem_is_copied_and_the_vm_runs_on() {
     assert_eq!(clone.client.put("vm.resume", None).status, 204);
     let r = wait_reports(&mut clone, 2);
     assert_eq!(&r[..2], &[n + 1, n + 2], "{r:?}");
+}
+
+/// `memory.shared: true` without zones (what kata sends with virtio-fs): the RAM is an
+/// unnamed file in /dev/shm, so a snapshot into a template on /dev/shm is a link, not a copy
+/// of the RAM. The VM then runs on; its next snapshot copies (the file is the first
+/// template's now), and clones of either template continue from their own snapshot.
+#[test]
+fn shared_memory_is_snapshotted_by_link_and_the_vm_runs_on() {
+    const TEST: &str = "shared_memory_is_snapshotted_by_link_and_the_vm_runs_on";
+    if !kvm_available(TEST) {
+        return;
+    }
+    let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
+        revenant_tests::skip::skip(TEST, "no /dev/shm to put the templates on");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut vmm = ApiVmm::start();
+    let image = write_guest(
+        dir.path(),
+        "counter.bin",
+        &guests::long_mode_memory_counter(24),
+    );
+    let memory = format!(r#"{{"size":{ZONE_SIZE},"shared":true}}"#);
+    let body = test_guest_config_with_memory(&image, "long", &memory, "Off", "");
+    let r = vmm.client.put("vm.create", Some(&body));
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        vmm.client.get("vm.info").json()["config"]["memory"]["shared"],
+        true
+    );
+    assert_eq!(vmm.client.put("vm.boot", None).status, 204);
+    wait_reports(&mut vmm, 2);
+    let snapshot = |vmm: &mut ApiVmm, name: &str, n: u64| {
+        assert_eq!(vmm.client.put("vm.pause", None).status, 204);
+        let template = shm.path().join(name);
+        let url = format!(r#"{{"destination_url":"file://{}"}}"#, template.display());
+        let started = Instant::now();
+        let r = vmm.client.put("vm.snapshot", Some(&url));
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+        eprintln!("snapshot {name} of a {ZONE_SIZE}-byte shared-memory VM: {ms:.2} ms");
+        let last = *vmm.reports().last().unwrap();
+        assert!(last >= n, "reports went back: {last} < {n}");
+        let file = template.join("memory.bin");
+        // The memory file holds the count the guest had when paused (file offset = guest
+        // address: the RAM starts at 0).
+        let (count, mark) = counter_in(&file);
+        assert_eq!(mark, MEMORY_COUNTER_MARK);
+        assert!(
+            count == last || count == last + 1,
+            "file {count}, reported {last}"
+        );
+        (template, file, last)
+    };
+
+    let (first, first_file, n) = snapshot(&mut vmm, "first", 2);
+    let linked = "memory file linked to the guest's shared memory file";
+    assert_eq!(vmm.stderr().matches(linked).count(), 1, "{}", vmm.stderr());
+    assert_eq!(std::fs::metadata(&first_file).unwrap().nlink(), 1);
+    let before = file_digest(&first_file);
+
+    assert_eq!(vmm.client.put("vm.resume", None).status, 204);
+    let r = wait_reports(&mut vmm, n as usize + 3);
+    let expected: Vec<u64> = (1..=r.len() as u64).collect();
+    assert_eq!(r, expected, "the VM's count after its snapshot");
+    let (second, second_file, n2) = snapshot(&mut vmm, "second", n + 3);
+    // The second snapshot copied: the file under the first template is not this RAM.
+    assert_eq!(vmm.stderr().matches(linked).count(), 1, "{}", vmm.stderr());
+    let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+    assert_ne!(ino(&first_file), ino(&second_file));
+    assert_eq!(
+        file_digest(&first_file),
+        before,
+        "the VM changed the first template"
+    );
+
+    for (template, from) in [(&first, n), (&second, n2)] {
+        let mut clone = ApiVmm::start();
+        let body = format!(r#"{{"source_url":"file://{}"}}"#, template.display());
+        let r = clone.client.put("vm.restore", Some(&body));
+        assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(clone.client.put("vm.resume", None).status, 204);
+        let r = wait_reports(&mut clone, 2);
+        assert_eq!(
+            &r[..2],
+            &[from + 1, from + 2],
+            "clone of {}: {r:?}",
+            template.display()
+        );
+    }
+    assert_eq!(vmm.client.put("vm.resume", None).status, 204);
+    assert_eq!(vmm.client.put("vmm.shutdown", None).status, 204);
+    vmm.wait_exit(Duration::from_secs(5))
+        .expect("the VMM exits");
+    assert_eq!(file_digest(&first_file), before);
 }
 
 #[test]

@@ -165,6 +165,7 @@ impl Cli {
                 hotplugged_size: None,
                 remote: None,
                 zones: Vec::new(),
+                shared: false,
             },
             payload: Some(payload),
             serial: self.serial.clone(),

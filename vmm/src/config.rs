@@ -117,6 +117,12 @@ pub struct MemoryConfig {
     /// in guest-physical order, each anonymous or backed by a file (kata's VM templating).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub zones: Vec<MemoryZoneConfig>,
+    /// Cloud Hypervisor's `memory.shared` (kata sets it with virtio-fs): the `size` bytes of
+    /// RAM are MAP_SHARED from an unnamed file in /dev/shm, so a snapshot into a template
+    /// directory on /dev/shm links that file instead of copying the RAM. Not with `remote`;
+    /// no effect with zones (each zone has its own `shared`).
+    #[serde(default)]
+    pub shared: bool,
 }
 
 /// `memory.remote`: where the guest's RAM goes beyond the local budget and in Sz.
@@ -262,6 +268,7 @@ impl Default for MemoryConfig {
             hotplugged_size: None,
             remote: None,
             zones: Vec::new(),
+            shared: false,
         }
     }
 }
@@ -454,6 +461,13 @@ impl VmConfig {
             validate_memory_size(m.size)?;
         } else {
             zones::validate(m)?;
+        }
+        // With zones (kata sends shared: true with them too) each zone's own `shared` decides.
+        if m.shared && m.zones.is_empty() && m.remote.is_some() {
+            return Err(ConfigError::new(
+                "memory.remote",
+                "the RAM extension needs anonymous guest memory: not with memory.shared",
+            ));
         }
         let ram = m.ram_size();
         if m.hotplug_size % PAGE_SIZE != 0 {

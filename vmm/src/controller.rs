@@ -100,8 +100,9 @@ pub struct Controller {
     power_profile: PowerProfile,
     /// A KVM VM and guest memory created ahead of a restore (fork pool), used by `vm.restore`.
     prepared: Option<crate::vm::PreparedVm>,
-    /// The template a linked snapshot made of this VM's RAM (its shared zone file is now the
-    /// template's memory file): the VM must not run again.
+    /// The template a linked snapshot made of this VM's RAM when its RAM could not be remapped
+    /// copy-on-write afterwards (it still writes the template's memory file): the VM must not
+    /// run again.
     sealed: Option<std::path::PathBuf>,
     /// Zone files linked into templates by this VMM: a later boot must not write into them.
     linked: Vec<crate::snapshot::LinkedMemory>,
@@ -209,7 +210,7 @@ impl Controller {
     pub fn resume(&mut self) -> Result<(), ControlError> {
         if let Some(template) = &self.sealed {
             return Err(ControlError::WrongState(format!(
-                "cannot resume: vm.snapshot linked this VM's RAM (its shared zone file) into the template {} as its memory file, which clones map; this VM must not run again: shut it down (vm.shutdown or vmm.shutdown)",
+                "cannot resume: vm.snapshot linked this VM's RAM (its shared memory file) into the template {} as its memory file, which clones map, and could not remap it copy-on-write (see the VMM's log); this VM must not run again: shut it down (vm.shutdown or vmm.shutdown)",
                 template.display()
             )));
         }
@@ -247,7 +248,9 @@ impl Controller {
         let manifest = done.manifest;
         let linked = done.linked.is_some();
         if let Some(l) = done.linked {
-            self.sealed = Some(l.template.clone());
+            if done.sealed {
+                self.sealed = Some(l.template.clone());
+            }
             self.linked.push(l);
         }
         if let Some(servers) = memory_servers {
@@ -269,7 +272,7 @@ impl Controller {
             dir.display(),
             started.elapsed().as_secs_f64() * 1e3,
             if linked {
-                " (memory file linked to the zone file)"
+                " (memory file linked to the guest's shared memory file)"
             } else {
                 ""
             }

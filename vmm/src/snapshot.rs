@@ -58,9 +58,12 @@ pub enum MemoryRestoreMode {
 #[derive(Debug)]
 pub struct SnapshotDone {
     pub manifest: TemplateManifest,
-    /// Set when the template's memory file is a hard link to the VM's shared zone file: the
-    /// VM's RAM and the template are one file, so the VM must never run again.
+    /// Set when the template's memory file is a hard link to the VM's shared memory file
+    /// (a zone's, or `memory.shared`'s unnamed file).
     pub linked: Option<LinkedMemory>,
+    /// The VM's RAM could not be remapped copy-on-write after the link: it still writes the
+    /// template's memory file, so it must never run again.
+    pub sealed: bool,
 }
 
 /// A zone file that a snapshot made into a template's memory file (the same inode).
@@ -74,9 +77,10 @@ pub struct LinkedMemory {
 impl Vm {
     /// Writes this (paused) VM into the template directory `dir`.
     ///
-    /// A VM whose RAM is all shared zone files needs no copy: the memory file is linked to
-    /// (or copied in the kernel from) those files. After a link the VM's own mapping is made
-    /// copy-on-write, so nothing this VMM does can change the template through it any more.
+    /// A VM whose RAM is all shared files (zones, `memory.shared`) needs no copy: the memory
+    /// file is linked to (or copied in the kernel from) those files. After a link the VM's own
+    /// mapping is made copy-on-write, so nothing this VMM or the guest does (it may be resumed)
+    /// can change the template through it any more.
     pub fn snapshot(&self, dir: &Path, config: &VmConfig) -> Result<SnapshotDone, VmError> {
         // The controller refuses first, with a clearer status; this keeps the rule here too.
         if !self.pci.is_empty() {
@@ -147,7 +151,9 @@ impl Vm {
             ..SnapshotOptions::default()
         };
         let source = serde_json::to_value(config).map_err(|e| VmError::Snapshot(e.to_string()))?;
-        if self.template_memory.is_none() {
+        // Once made private (an earlier linked snapshot), the files hold that template, not
+        // this guest's RAM: copy.
+        if self.template_memory.is_none() && !self.discard.files_private() {
             if let Some(files) = zone_memory::shared_file_regions(&self.memory) {
                 return self.snapshot_from_files(dir, &files, &state, &source, &opts);
             }
@@ -155,6 +161,7 @@ impl Vm {
         Ok(SnapshotDone {
             manifest: save_template(dir, &regions, &state, &source, &opts)?,
             linked: None,
+            sealed: false,
         })
     }
 
@@ -185,25 +192,39 @@ impl Vm {
         let mut timer = StageTimer::new();
         let (manifest, origin) = save_template_from_files(dir, &refs, state, source, opts)?;
         timer.stage(match origin {
-            MemoryFileOrigin::Linked => "snapshot: memory file linked to the zone file",
-            MemoryFileOrigin::Copied => "snapshot: memory file copied from the zone files",
-        });
-        let linked = match origin {
-            MemoryFileOrigin::Copied => None,
             MemoryFileOrigin::Linked => {
-                // The link is made and recorded whatever happens here: the controller refuses
-                // to run this VM again either way.
-                if let Err(e) = zone_memory::make_private(&self.memory) {
-                    tracing::error!("after linking the zone file into the template: {e}");
-                }
+                "snapshot: memory file linked to the guest's shared memory file"
+            }
+            MemoryFileOrigin::Copied => {
+                "snapshot: memory file copied from the guest's shared memory files"
+            }
+        });
+        let (linked, sealed) = match origin {
+            MemoryFileOrigin::Copied => (None, false),
+            MemoryFileOrigin::Linked => {
+                // The link is made and recorded whatever happens here. Discards must never
+                // punch pages out of the file again, remapped or not.
+                self.discard.mark_files_private();
+                let sealed = match zone_memory::make_private(&self.memory) {
+                    Ok(()) => false,
+                    Err(e) => {
+                        tracing::error!("after linking the guest's memory file into the template (this VM cannot run again): {e}");
+                        true
+                    }
+                };
                 timer.stage("snapshot: guest memory remapped copy-on-write");
-                Some(LinkedMemory {
+                let linked = LinkedMemory {
                     template: dir.to_path_buf(),
                     zone_file,
-                })
+                };
+                (Some(linked), sealed)
             }
         };
-        Ok(SnapshotDone { manifest, linked })
+        Ok(SnapshotDone {
+            manifest,
+            linked,
+            sealed,
+        })
     }
 
     /// Builds a paused VM from the template in `dir`; returns it with the source VM's

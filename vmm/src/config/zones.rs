@@ -286,8 +286,16 @@ mod tests {
         c.memory.remote = Some(remote.clone());
         assert_eq!(field_of(&c), "memory.remote");
         let mut c = with_zones(vec![zone("mem0", 32 * MIB, None, false)]);
-        c.memory.remote = Some(remote);
+        c.memory.remote = Some(remote.clone());
+        // With zones, memory.shared has no effect (kata sends it with them).
+        c.memory.shared = true;
         c.validate().unwrap();
+        // Without zones, memory.shared RAM is a file too.
+        let mut c = VmConfig::default();
+        c.memory.size = 32 * MIB;
+        c.memory.shared = true;
+        c.memory.remote = Some(remote);
+        assert_eq!(field_of(&c), "memory.remote");
     }
 
     #[test]
@@ -305,7 +313,6 @@ mod tests {
         assert_eq!(
             ignored,
             vec![
-                "memory.shared".to_string(),
                 "memory.zones.0.hugepages".to_string(),
                 "memory.zones.0.host_numa_node".to_string()
             ]

@@ -6,6 +6,7 @@
 //! engine instead, which also forgets their remote copies so they are never written back
 //! nor fetched again.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use revenant_remote_mem::ram_ext::PageDiscarder;
@@ -33,12 +34,26 @@ pub enum DiscardError {
 #[derive(Default)]
 pub struct GuestDiscard {
     ram_ext: Mutex<Option<PageDiscarder>>,
+    /// Set once a linked snapshot remapped the VM's shared file RAM MAP_PRIVATE
+    /// ([`crate::vstate::zone_memory::make_private`]); the regions still say MAP_SHARED.
+    files_private: AtomicBool,
 }
 
 impl GuestDiscard {
     /// Routes discards of RAM-ext pages through `engine` (None: the engine is gone).
     pub fn set_ram_ext(&self, engine: Option<PageDiscarder>) {
         *self.ram_ext.lock().unwrap_or_else(|p| p.into_inner()) = engine;
+    }
+
+    /// Records that the VM's shared file mappings are private mappings of their files now.
+    pub fn mark_files_private(&self) {
+        self.files_private.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`GuestDiscard::mark_files_private`] was called: the guest's RAM is no longer
+    /// its files' contents.
+    pub fn files_private(&self) -> bool {
+        self.files_private.load(Ordering::SeqCst)
     }
 
     /// Discards guest-physical `addr..addr + len` (4 KiB aligned). Returns the bytes given
@@ -72,9 +87,11 @@ impl GuestDiscard {
                 }
                 _ => {
                     // A shared file mapping (a `shared` memory zone) keeps its pages in the
-                    // file: only punching them out of it (MADV_REMOVE) frees them.
+                    // file: only punching them out of it (MADV_REMOVE) frees them. Once made
+                    // private after a linked snapshot the file is a template's: never punched.
                     let advice = if region.file_offset().is_some()
                         && region.flags() & libc::MAP_SHARED != 0
+                        && !self.files_private()
                     {
                         libc::MADV_REMOVE
                     } else {
@@ -152,5 +169,34 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!((bytes[0x10000], bytes[0x12000]), (0, 0xAB));
         assert!(std::fs::metadata(&path).unwrap().blocks() < before);
+    }
+
+    #[test]
+    fn once_made_private_a_shared_file_is_never_punched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("memory");
+        let zone = crate::config::MemoryZoneConfig {
+            id: "mem0".into(),
+            size: 4 << 20,
+            file: Some(path.clone()),
+            shared: true,
+        };
+        let mem = crate::vstate::zone_memory::create_zone_memory(&[zone]).unwrap();
+        mem.write_slice(&[0xAB; 2 * 4096], GuestAddress(0x10000))
+            .unwrap();
+        // What a linked snapshot does: the file is a template's now.
+        let d = GuestDiscard::default();
+        assert!(!d.files_private());
+        d.mark_files_private();
+        crate::vstate::zone_memory::make_private(&mem).unwrap();
+        mem.write_slice(&[0xCD; 4096], GuestAddress(0x10000))
+            .unwrap();
+        assert_eq!(d.discard(&mem, 0x10000, 2 * 4096).unwrap(), 2 * 4096);
+        // The private copy is dropped: the page reads the file again, which kept its data.
+        let mut page = [0u8; 4096];
+        mem.read_slice(&mut page, GuestAddress(0x10000)).unwrap();
+        assert!(page.iter().all(|&b| b == 0xAB));
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!((bytes[0x10000], bytes[0x11000]), (0xAB, 0xAB));
     }
 }

@@ -60,9 +60,12 @@ pub fn create_guest_memory(size: u64) -> Result<GuestMemoryMmap, MemoryError> {
 }
 
 /// The guest's boot RAM as `memory` describes it: its zones, or `size` bytes of anonymous
-/// memory. Either way over the same guest-physical ranges ([`ram_ranges`] of the total).
+/// memory (shared file memory with `shared`). Either way over the same guest-physical ranges
+/// ([`ram_ranges`] of the total).
 pub fn create_ram(memory: &crate::config::MemoryConfig) -> Result<GuestMemoryMmap, MemoryError> {
-    if memory.zones.is_empty() {
+    if memory.shared && memory.zones.is_empty() {
+        Ok(super::zone_memory::create_shared_memory(memory.size)?)
+    } else if memory.zones.is_empty() {
         create_guest_memory(memory.size)
     } else {
         Ok(super::zone_memory::create_zone_memory(&memory.zones)?)

@@ -42,6 +42,12 @@ pub enum ZoneMemoryError {
         #[source]
         source: vm_memory::mmap::MmapRegionError,
     },
+    #[error("cannot create the file for shared guest RAM ({size} bytes, memory.shared) in {dir} or as a memfd: {source}", dir = SHARED_RAM_DIR)]
+    SharedFile {
+        size: u64,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("guest memory layout of the zones: {0}")]
     Layout(#[source] vm_memory::GuestRegionCollectionError),
     #[error("cannot remap guest memory at {guest_addr:#x} copy-on-write: {source}")]
@@ -105,21 +111,72 @@ pub fn zone_pieces(sizes: &[u64]) -> Vec<ZonePiece> {
 /// Maps the zones (validated config: sizes page aligned, files in existing directories).
 /// Zone files are created if missing and sized to the zone.
 pub fn create_zone_memory(zones: &[MemoryZoneConfig]) -> Result<GuestMemoryMmap, ZoneMemoryError> {
-    let files = zones
+    let backing = zones
         .iter()
         .enumerate()
         .map(|(i, z)| {
             z.file
                 .as_deref()
-                .map(|p| open_zone_file(i, p, z.size).map(Arc::new))
+                .map(|p| open_zone_file(i, p, z.size).map(|f| (Arc::new(f), z.shared)))
                 .transpose()
         })
         .collect::<Result<Vec<_>, _>>()?;
     let sizes: Vec<u64> = zones.iter().map(|z| z.size).collect();
-    let regions = zone_pieces(&sizes)
+    map_zones(&sizes, &backing)
+}
+
+/// Where `memory.shared` RAM lives: an unnamed file on this tmpfs, which a snapshot into a
+/// template directory on the same filesystem turns into the template's memory file by a link.
+pub const SHARED_RAM_DIR: &str = "/dev/shm";
+
+/// `memory.shared: true` without zones (Cloud Hypervisor's field, which kata sets with
+/// virtio-fs): `size` bytes of guest RAM mapped MAP_SHARED from an unnamed file in
+/// [`SHARED_RAM_DIR`] (`O_TMPFILE`, so it can still be linked), or from a memfd where that
+/// directory can't hold one (then snapshots copy it in the kernel instead of linking it).
+pub fn create_shared_memory(size: u64) -> Result<GuestMemoryMmap, ZoneMemoryError> {
+    let file = shared_ram_file(size)?;
+    map_zones(&[size], &[Some((Arc::new(file), true))])
+}
+
+fn shared_ram_file(size: u64) -> Result<File, ZoneMemoryError> {
+    let shared_err = |source| ZoneMemoryError::SharedFile { size, source };
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(SHARED_RAM_DIR)
+    {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::debug!("no O_TMPFILE in {SHARED_RAM_DIR} ({e}): shared RAM in a memfd");
+            memfd("revenant-ram").map_err(shared_err)?
+        }
+    };
+    file.set_len(size).map_err(shared_err)?;
+    Ok(file)
+}
+
+fn memfd(name: &str) -> std::io::Result<File> {
+    let name = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
+    // SAFETY: `name` is a NUL-terminated string that outlives the call, which only reads it.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by memfd_create and nothing else owns it.
+    Ok(unsafe { <File as std::os::unix::io::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// Maps zones of `sizes` (see [`zone_pieces`]), each anonymous (None) or a range of its file,
+/// MAP_SHARED when the flag is set and MAP_PRIVATE otherwise.
+fn map_zones(
+    sizes: &[u64],
+    backing: &[Option<(Arc<File>, bool)>],
+) -> Result<GuestMemoryMmap, ZoneMemoryError> {
+    let regions = zone_pieces(sizes)
         .into_iter()
         .map(|p| {
-            let z = &zones[p.zone];
             let map_err = |source| ZoneMemoryError::Map {
                 zone: p.zone,
                 guest_addr: p.guest_addr,
@@ -129,9 +186,9 @@ pub fn create_zone_memory(zones: &[MemoryZoneConfig]) -> Result<GuestMemoryMmap,
             let len = usize::try_from(p.size)
                 .map_err(|_| map_err(vm_memory::mmap::MmapRegionError::InvalidOffsetLength))?;
             let prot = libc::PROT_READ | libc::PROT_WRITE;
-            let mapping = match &files[p.zone] {
-                Some(file) => {
-                    let share = if z.shared {
+            let mapping = match backing.get(p.zone).and_then(Option::as_ref) {
+                Some((file, shared)) => {
+                    let share = if *shared {
                         libc::MAP_SHARED
                     } else {
                         libc::MAP_PRIVATE
@@ -218,13 +275,14 @@ pub fn has_file_regions(mem: &GuestMemoryMmap) -> bool {
 
 /// Replaces every MAP_SHARED file mapping of `mem` by a MAP_PRIVATE mapping of the same file
 /// range at the same address. After a snapshot linked the guest's file into a template, this
-/// VMM can then no longer change the template through its own mapping, whatever still writes
-/// guest memory (the guest itself must not run again: see the controller). The contents do
-/// not change: a fresh private mapping reads the file.
+/// VMM (and the guest, which may run on) can then no longer change the template through its
+/// own mapping: writes land in private copies of the pages. The contents do not change: a
+/// fresh private mapping reads the file.
 ///
 /// KVM's memory slots keep pointing at the same host addresses; KVM drops its old translations
-/// through its MMU notifier. vm-memory still reports the regions' original flags (MAP_SHARED):
-/// a later snapshot links the same file again, which holds the same bytes.
+/// through its MMU notifier. vm-memory still reports the regions' original flags (MAP_SHARED),
+/// so the caller records the change ([`crate::vstate::discard::GuestDiscard`]): a later
+/// snapshot must copy, and discarding a page must not punch it out of the template's file.
 pub fn make_private(mem: &GuestMemoryMmap) -> Result<(), ZoneMemoryError> {
     for r in mem.iter() {
         let Some(f) = r.file_offset() else { continue };
@@ -419,6 +477,46 @@ mod tests {
         mem.write_obj(0xcdu8, at).unwrap();
         assert_eq!(mem.read_obj::<u8>(at).unwrap(), 0xcd);
         assert_eq!(std::fs::read(&path).unwrap()[5 << 20], 0xab);
+    }
+
+    #[test]
+    fn shared_memory_is_an_unnamed_file_that_a_snapshot_can_link() {
+        let size = 8 * MIB;
+        let mem = create_shared_memory(size).unwrap();
+        let regions = shared_file_regions(&mem).unwrap();
+        assert_eq!(regions.len(), 1);
+        assert_eq!((regions[0].guest_addr, regions[0].size), (0, size));
+        let meta = regions[0].file.metadata().unwrap();
+        assert_eq!((meta.len(), meta.nlink()), (size, 0), "not an unnamed file");
+        mem.write_obj(0x5au8, GuestAddress(MIB)).unwrap();
+        // Linked by its descriptor (what the template writer does), the file holds the RAM.
+        let dir = tempfile::tempdir_in(SHARED_RAM_DIR).unwrap();
+        let to = dir.path().join("memory.bin");
+        let from = format!("/proc/self/fd/{}", regions[0].file.as_raw_fd());
+        let (from, to_c) = (
+            std::ffi::CString::new(from).unwrap(),
+            std::ffi::CString::new(to.to_str().unwrap()).unwrap(),
+        );
+        // SAFETY: both paths are NUL-terminated and outlive the call.
+        let rc = unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to_c.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        assert_eq!(std::fs::read(&to).unwrap()[MIB as usize], 0x5a);
+        // Bigger than the gap: the file continues at 4 GiB, as zones do.
+        let big = create_shared_memory(MMIO_GAP_START + MIB).unwrap();
+        let r = shared_file_regions(&big).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            (r[1].guest_addr, r[1].file_offset),
+            (MMIO_GAP_END, MMIO_GAP_START)
+        );
     }
 
     #[test]
