@@ -564,14 +564,14 @@ pub(crate) fn syscall_bridge(
     profile: CpuProfile,
     booting: bool,
 ) -> bool {
-    use crate::vstate::syscall_bridge::{enable, write_pages};
-    if profile != CpuProfile::PvmSafe || !crate::boot::cpuid::host_is_pvm() {
+    // The filter was set when the VM was created (`vstate::vm_fd::create_vm`) on PVM hosts.
+    if profile != CpuProfile::PvmSafe || !kvm.lstar_filtered {
         return false;
     }
-    let enabled = enable(&kvm.fd).and_then(|()| match booting {
-        true => write_pages(memory),
+    let enabled = match booting {
+        true => crate::vstate::syscall_bridge::write_pages(memory),
         false => Ok(()),
-    });
+    };
     match enabled {
         Ok(()) => true,
         Err(e) => {

@@ -292,8 +292,9 @@ impl Vcpu {
             .iter()
             .find(|m| m.index == syscall_bridge::MSR_LSTAR)
             .map_or(0, |m| m.data);
+        // Also without the bridge: the guest's filtered LSTAR reads return this.
+        self.guest_lstar = lstar;
         if self.bridge && lstar != 0 {
-            self.guest_lstar = lstar;
             syscall_bridge::set_msr(
                 &self.fd,
                 syscall_bridge::MSR_LSTAR,
@@ -392,6 +393,11 @@ impl Vcpu {
     fn on_lstar_write(&mut self, lstar: u64) {
         self.guest_lstar = lstar;
         if !self.bridge {
+            // Filtered without the bridge (every VM on a PVM host is): the guest's value
+            // goes to KVM as the plain write would have.
+            if let Err(e) = syscall_bridge::set_msr(&self.fd, syscall_bridge::MSR_LSTAR, lstar) {
+                tracing::warn!("vcpu{}: cannot set LSTAR: {e}", self.id);
+            }
             return;
         }
         match syscall_bridge::install(&self.fd, &self.memory) {
