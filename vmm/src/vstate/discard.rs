@@ -144,11 +144,9 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn discarded_pages_of_a_shared_zone_leave_its_file() {
-        use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("memory");
+    /// 4 MiB of guest RAM in a shared zone file `memory` in `dir`.
+    fn shared_zone(dir: &std::path::Path) -> (std::path::PathBuf, GuestMemoryMmap) {
+        let path = dir.join("memory");
         let zone = crate::config::MemoryZoneConfig {
             id: "mem0".into(),
             size: 4 << 20,
@@ -156,6 +154,14 @@ mod tests {
             shared: true,
         };
         let mem = crate::vstate::zone_memory::create_zone_memory(&[zone]).unwrap();
+        (path, mem)
+    }
+
+    #[test]
+    fn discarded_pages_of_a_shared_zone_leave_its_file() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (path, mem) = shared_zone(dir.path());
         mem.write_slice(&[0xAB; 4 * 4096], GuestAddress(0x10000))
             .unwrap();
         let before = std::fs::metadata(&path).unwrap().blocks();
@@ -174,14 +180,7 @@ mod tests {
     #[test]
     fn once_made_private_a_shared_file_is_never_punched() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("memory");
-        let zone = crate::config::MemoryZoneConfig {
-            id: "mem0".into(),
-            size: 4 << 20,
-            file: Some(path.clone()),
-            shared: true,
-        };
-        let mem = crate::vstate::zone_memory::create_zone_memory(&[zone]).unwrap();
+        let (path, mem) = shared_zone(dir.path());
         mem.write_slice(&[0xAB; 2 * 4096], GuestAddress(0x10000))
             .unwrap();
         // What a linked snapshot does: the file is a template's now.

@@ -140,14 +140,20 @@ pub fn create_shared_memory(size: u64) -> Result<GuestMemoryMmap, ZoneMemoryErro
 
 fn shared_ram_file(size: u64) -> Result<File, ZoneMemoryError> {
     let shared_err = |source| ZoneMemoryError::SharedFile { size, source };
-    let file = match std::fs::OpenOptions::new()
+    let tmpfile = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .mode(0o600)
         .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
-        .open(SHARED_RAM_DIR)
-    {
-        Ok(f) => f,
+        .open(SHARED_RAM_DIR);
+    // A full tmpfs would SIGBUS the guest's first touch of a page it cannot hold: take the
+    // memfd (limited only by memory) unless the directory has room for all of the RAM now.
+    let file = match tmpfile.and_then(|f| room_for(&f, size).map(|room| (f, room))) {
+        Ok((f, true)) => f,
+        Ok((_, false)) => {
+            tracing::info!("{SHARED_RAM_DIR} has less than {size} bytes free: shared RAM in a memfd (snapshots copy it)");
+            memfd("revenant-ram").map_err(shared_err)?
+        }
         Err(e) => {
             tracing::debug!("no O_TMPFILE in {SHARED_RAM_DIR} ({e}): shared RAM in a memfd");
             memfd("revenant-ram").map_err(shared_err)?
@@ -155,6 +161,17 @@ fn shared_ram_file(size: u64) -> Result<File, ZoneMemoryError> {
     };
     file.set_len(size).map_err(shared_err)?;
     Ok(file)
+}
+
+/// Whether the filesystem of `file` has `size` bytes free for an unprivileged user.
+fn room_for(file: &File, size: u64) -> std::io::Result<bool> {
+    // SAFETY: statvfs is plain data; all-zero is a valid value for fstatvfs to overwrite.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: the descriptor is open for the call and `st` is a valid, writable statvfs.
+    if unsafe { libc::fstatvfs(file.as_raw_fd(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(u64::from(st.f_bavail).saturating_mul(st.f_frsize) >= size)
 }
 
 fn memfd(name: &str) -> std::io::Result<File> {
