@@ -171,7 +171,7 @@ fn room_for(file: &File, size: u64) -> std::io::Result<bool> {
     if unsafe { libc::fstatvfs(file.as_raw_fd(), &mut st) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(u64::from(st.f_bavail).saturating_mul(st.f_frsize) >= size)
+    Ok(st.f_bavail.saturating_mul(st.f_frsize) >= size)
 }
 
 fn memfd(name: &str) -> std::io::Result<File> {
