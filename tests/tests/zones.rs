@@ -56,6 +56,16 @@ fn file_digest(path: &Path) -> (u64, u64) {
     (bytes.len() as u64, h)
 }
 
+/// `vm.snapshot` of the paused VM into `template`, which must succeed; returns its time in ms.
+fn snapshot_into(vmm: &mut ApiVmm, template: &Path) -> f64 {
+    let url = format!(r#"{{"destination_url":"file://{}"}}"#, template.display());
+    let started = Instant::now();
+    let r = vmm.client.put("vm.snapshot", Some(&url));
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    ms
+}
+
 /// Boots the memory counter guest with its RAM in a shared zone file `zone`, checks the file
 /// follows the guest's writes, pauses it. Returns the VMM and the last count reported.
 fn boot_zone_vm(dir: &Path, zone: &Path) -> (ApiVmm, u64) {
@@ -123,11 +133,7 @@ fn a_shared_zone_template_is_linked_and_forks_independent_clones() {
     let (mut source, n) = boot_zone_vm(dir.path(), &zone);
 
     let template = dir.path().join("template");
-    let url = format!(r#"{{"destination_url":"file://{}"}}"#, template.display());
-    let started = Instant::now();
-    let r = source.client.put("vm.snapshot", Some(&url));
-    let snapshot_ms = started.elapsed().as_secs_f64() * 1e3;
-    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    let snapshot_ms = snapshot_into(&mut source, &template);
     eprintln!("linked snapshot of a {ZONE_SIZE}-byte zone VM: {snapshot_ms:.2} ms");
     assert!(
         source
@@ -275,9 +281,7 @@ fn a_zone_file_on_another_filesystem_is_copied_and_the_vm_runs_on() {
     let zone = shm.path().join("memory");
     let (mut source, n) = boot_zone_vm(dir.path(), &zone);
     let template = dir.path().join("template");
-    let url = format!(r#"{{"destination_url":"file://{}"}}"#, template.display());
-    let r = source.client.put("vm.snapshot", Some(&url));
-    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    snapshot_into(&mut source, &template);
     assert!(!source.stderr().contains("memory file linked"));
     let memory = template.join("memory.bin");
     let before = file_digest(&memory);
@@ -335,11 +339,7 @@ fn shared_memory_is_snapshotted_by_link_and_the_vm_runs_on() {
     let snapshot = |vmm: &mut ApiVmm, name: &str, n: u64| {
         assert_eq!(vmm.client.put("vm.pause", None).status, 204);
         let template = shm.path().join(name);
-        let url = format!(r#"{{"destination_url":"file://{}"}}"#, template.display());
-        let started = Instant::now();
-        let r = vmm.client.put("vm.snapshot", Some(&url));
-        let ms = started.elapsed().as_secs_f64() * 1e3;
-        assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+        let ms = snapshot_into(vmm, &template);
         eprintln!("snapshot {name} of a {ZONE_SIZE}-byte shared-memory VM: {ms:.2} ms");
         let last = *vmm.reports().last().unwrap();
         assert!(last >= n, "reports went back: {last} < {n}");

@@ -63,12 +63,12 @@ pub fn create_guest_memory(size: u64) -> Result<GuestMemoryMmap, MemoryError> {
 /// memory (shared file memory with `shared`). Either way over the same guest-physical ranges
 /// ([`ram_ranges`] of the total).
 pub fn create_ram(memory: &crate::config::MemoryConfig) -> Result<GuestMemoryMmap, MemoryError> {
-    if memory.shared && memory.zones.is_empty() {
-        Ok(super::zone_memory::create_shared_memory(memory.size)?)
-    } else if memory.zones.is_empty() {
-        create_guest_memory(memory.size)
-    } else {
+    if !memory.zones.is_empty() {
         Ok(super::zone_memory::create_zone_memory(&memory.zones)?)
+    } else if memory.shared {
+        Ok(super::zone_memory::create_shared_memory(memory.size)?)
+    } else {
+        create_guest_memory(memory.size)
     }
 }
 

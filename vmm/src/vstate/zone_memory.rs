@@ -148,16 +148,20 @@ fn shared_ram_file(size: u64) -> Result<File, ZoneMemoryError> {
         .open(SHARED_RAM_DIR);
     // A full tmpfs would SIGBUS the guest's first touch of a page it cannot hold: take the
     // memfd (limited only by memory) unless the directory has room for all of the RAM now.
-    let file = match tmpfile.and_then(|f| room_for(&f, size).map(|room| (f, room))) {
-        Ok((f, true)) => f,
+    let tmpfile = match tmpfile.and_then(|f| room_for(&f, size).map(|room| (f, room))) {
+        Ok((f, true)) => Some(f),
         Ok((_, false)) => {
             tracing::info!("{SHARED_RAM_DIR} has less than {size} bytes free: shared RAM in a memfd (snapshots copy it)");
-            memfd("revenant-ram").map_err(shared_err)?
+            None
         }
         Err(e) => {
             tracing::debug!("no O_TMPFILE in {SHARED_RAM_DIR} ({e}): shared RAM in a memfd");
-            memfd("revenant-ram").map_err(shared_err)?
+            None
         }
+    };
+    let file = match tmpfile {
+        Some(f) => f,
+        None => memfd("revenant-ram").map_err(shared_err)?,
     };
     file.set_len(size).map_err(shared_err)?;
     Ok(file)
