@@ -311,14 +311,48 @@ fn a_zone_file_on_another_filesystem_is_copied_and_the_vm_runs_on() {
 /// template's now), and clones of either template continue from their own snapshot.
 #[test]
 fn shared_memory_is_snapshotted_by_link_and_the_vm_runs_on() {
-    const TEST: &str = "shared_memory_is_snapshotted_by_link_and_the_vm_runs_on";
+    linked_snapshot_case(
+        "shared_memory_is_snapshotted_by_link_and_the_vm_runs_on",
+        r#","shared":true"#,
+    );
+}
+
+/// Without `memory.shared` the RAM is a /dev/shm file too (it has room here), so the default
+/// config gets linked snapshots.
+#[test]
+fn default_memory_is_snapshotted_by_link_and_the_vm_runs_on() {
+    linked_snapshot_case(
+        "default_memory_is_snapshotted_by_link_and_the_vm_runs_on",
+        "",
+    );
+}
+
+/// `memory.shared: false`: private anonymous RAM, copied into the template.
+#[test]
+fn private_memory_is_copied_into_the_template() {
+    const TEST: &str = "private_memory_is_copied_into_the_template";
     if !kvm_available(TEST) {
         return;
     }
     let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
-        revenant_tests::skip::skip(TEST, "no /dev/shm to put the templates on");
+        revenant_tests::skip::skip(TEST, "no /dev/shm to put the template on");
         return;
     };
+    let (mut vmm, _dir) = counter_vm(r#","shared":false"#);
+    wait_reports(&mut vmm, 2);
+    assert_eq!(vmm.client.put("vm.pause", None).status, 204);
+    snapshot_into(&mut vmm, &shm.path().join("t"));
+    let file = shm.path().join("t/memory.bin");
+    assert_eq!(counter_in(&file).1, MEMORY_COUNTER_MARK);
+    assert!(!vmm.stderr().contains("linked"), "{}", vmm.stderr());
+    assert_eq!(vmm.client.put("vm.resume", None).status, 204);
+    let r = wait_reports(&mut vmm, 4);
+    assert_eq!(r, vec![1, 2, 3, 4]);
+    assert_eq!(vmm.client.put("vmm.shutdown", None).status, 204);
+}
+
+/// A VMM with the counter guest created (memory `extra` JSON fields after its size), booted.
+fn counter_vm(extra: &str) -> (ApiVmm, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut vmm = ApiVmm::start();
     let image = write_guest(
@@ -326,15 +360,29 @@ fn shared_memory_is_snapshotted_by_link_and_the_vm_runs_on() {
         "counter.bin",
         &guests::long_mode_memory_counter(24),
     );
-    let memory = format!(r#"{{"size":{ZONE_SIZE},"shared":true}}"#);
+    let memory = format!(r#"{{"size":{ZONE_SIZE}{extra}}}"#);
     let body = test_guest_config_with_memory(&image, "long", &memory, "Off", "");
     let r = vmm.client.put("vm.create", Some(&body));
     assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(
-        vmm.client.get("vm.info").json()["config"]["memory"]["shared"],
-        true
-    );
     assert_eq!(vmm.client.put("vm.boot", None).status, 204);
+    (vmm, dir)
+}
+
+/// The counter guest with `memory_extra` is snapshotted into /dev/shm by a link, runs on
+/// without changing the template, is snapshotted again by a copy, and both templates fork.
+fn linked_snapshot_case(test: &str, memory_extra: &str) {
+    if !kvm_available(test) {
+        return;
+    }
+    let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
+        revenant_tests::skip::skip(test, "no /dev/shm to put the templates on");
+        return;
+    };
+    let (mut vmm, _dir) = counter_vm(memory_extra);
+    // vm.info echoes memory.shared as given (absent when unset).
+    let info = vmm.client.get("vm.info").json();
+    let shared = &info["config"]["memory"]["shared"];
+    assert_eq!(shared.as_bool(), (!memory_extra.is_empty()).then_some(true));
     wait_reports(&mut vmm, 2);
     let snapshot = |vmm: &mut ApiVmm, name: &str, n: u64| {
         assert_eq!(vmm.client.put("vm.pause", None).status, 204);

@@ -165,7 +165,7 @@ impl Cli {
                 hotplugged_size: None,
                 remote: None,
                 zones: Vec::new(),
-                shared: false,
+                shared: None,
             },
             payload: Some(payload),
             serial: self.serial.clone(),

@@ -117,12 +117,15 @@ pub struct MemoryConfig {
     /// in guest-physical order, each anonymous or backed by a file (kata's VM templating).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub zones: Vec<MemoryZoneConfig>,
-    /// Cloud Hypervisor's `memory.shared` (kata sets it with virtio-fs): the `size` bytes of
-    /// RAM are MAP_SHARED from an unnamed file in /dev/shm, so a snapshot into a template
-    /// directory on /dev/shm links that file instead of copying the RAM. Not with `remote`;
-    /// no effect with zones (each zone has its own `shared`).
-    #[serde(default)]
-    pub shared: bool,
+    /// Cloud Hypervisor's `memory.shared` (kata sets it with virtio-fs). `true`: the `size`
+    /// bytes of RAM are MAP_SHARED from an unnamed file in /dev/shm (a memfd if /dev/shm
+    /// cannot hold it), so a snapshot into a template directory on /dev/shm links that file
+    /// instead of copying the RAM. `false`: private anonymous memory. Unset: the /dev/shm
+    /// file when /dev/shm has room for the RAM and `remote` is not set, else anonymous
+    /// memory (see [`RamBacking`](crate::vstate::memory::RamBacking)). `true` is refused with
+    /// `remote`; no effect with zones (each zone has its own `shared`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<bool>,
 }
 
 /// `memory.remote`: where the guest's RAM goes beyond the local budget and in Sz.
@@ -268,7 +271,7 @@ impl Default for MemoryConfig {
             hotplugged_size: None,
             remote: None,
             zones: Vec::new(),
-            shared: false,
+            shared: None,
         }
     }
 }
@@ -463,7 +466,7 @@ impl VmConfig {
             zones::validate(m)?;
         }
         // With zones (kata sends shared: true with them too) each zone's own `shared` decides.
-        if m.shared && m.zones.is_empty() && m.remote.is_some() {
+        if m.shared == Some(true) && m.zones.is_empty() && m.remote.is_some() {
             return Err(ConfigError::new(
                 "memory.remote",
                 "the RAM extension needs anonymous guest memory: not with memory.shared",

@@ -54,11 +54,12 @@ fn main() {
     }
     samples.sort_by(|a, b| a.total_cmp(b));
 
-    let (rss_kib, anon_kib, guest_kib) = idle_rss(&revenant, dir.path());
+    let (rss_kib, anon_kib, (guest_kib, guest_anon_kib)) = idle_rss(&revenant, dir.path());
     let overhead_mib = rss_kib.saturating_sub(guest_kib) as f64 / 1024.0;
     // File-backed pages (the binary's text, libc) are shared by every VMM on a host; what
-    // each VMM adds on its own is its anonymous memory outside guest RAM.
-    let private_mib = anon_kib.saturating_sub(guest_kib) as f64 / 1024.0;
+    // each VMM adds on its own is its anonymous memory outside guest RAM (which is anonymous
+    // or, by default, a /dev/shm file).
+    let private_mib = anon_kib.saturating_sub(guest_anon_kib) as f64 / 1024.0;
     eprintln!(
         "start p50 {:.3} ms, p90 {:.3} ms, min {:.3} ms; idle 256 MiB guest: RSS {rss_kib} KiB (anonymous {anon_kib} KiB), guest-touched {guest_kib} KiB",
         percentile(&samples, 0.5),
@@ -73,9 +74,9 @@ fn main() {
     );
 }
 
-/// Boots a 256 MiB guest that halts, and returns (process RSS, anonymous RSS, RSS of the
-/// guest RAM mapping) in KiB.
-fn idle_rss(revenant: &std::path::Path, dir: &std::path::Path) -> (u64, u64, u64) {
+/// Boots a 256 MiB guest that halts, and returns (process RSS, anonymous RSS, (RSS, anonymous
+/// RSS) of the guest RAM mapping) in KiB.
+fn idle_rss(revenant: &std::path::Path, dir: &std::path::Path) -> (u64, u64, (u64, u64)) {
     let socket = dir.join("api.sock");
     let halt = dir.join("halt.bin");
     std::fs::write(&halt, guests::real_mode_halt()).expect("write guest");
@@ -114,10 +115,11 @@ fn idle_rss(revenant: &std::path::Path, dir: &std::path::Path) -> (u64, u64, u64
     (rss, anon, guest)
 }
 
-/// RSS (KiB) of the anonymous mapping of exactly `size` bytes: the guest's RAM.
-fn guest_mapping_rss(pid: u32, size: u64) -> u64 {
+/// (Rss, Anonymous) in KiB of the mapping of exactly `size` bytes: the guest's RAM.
+fn guest_mapping_rss(pid: u32, size: u64) -> (u64, u64) {
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).expect("smaps");
-    let mut in_guest = false;
+    let kib = |v: &str| v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+    let (mut in_guest, mut rss) = (false, None);
     for line in smaps.lines() {
         if let Some((range, _)) = line.split_once(' ') {
             if let Some((a, b)) = range.split_once('-') {
@@ -129,9 +131,11 @@ fn guest_mapping_rss(pid: u32, size: u64) -> u64 {
         }
         if in_guest {
             if let Some(v) = line.strip_prefix("Rss:") {
-                return v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+                rss = Some(kib(v));
+            } else if let Some(v) = line.strip_prefix("Anonymous:") {
+                return (rss.unwrap_or(0), kib(v));
             }
         }
     }
-    0
+    (0, 0)
 }

@@ -288,12 +288,12 @@ mod tests {
         let mut c = with_zones(vec![zone("mem0", 32 * MIB, None, false)]);
         c.memory.remote = Some(remote.clone());
         // With zones, memory.shared has no effect (kata sends it with them).
-        c.memory.shared = true;
+        c.memory.shared = Some(true);
         c.validate().unwrap();
         // Without zones, memory.shared RAM is a file too.
         let mut c = VmConfig::default();
         c.memory.size = 32 * MIB;
-        c.memory.shared = true;
+        c.memory.shared = Some(true);
         c.memory.remote = Some(remote);
         assert_eq!(field_of(&c), "memory.remote");
     }

@@ -59,16 +59,47 @@ pub fn create_guest_memory(size: u64) -> Result<GuestMemoryMmap, MemoryError> {
     GuestMemoryMmap::from_ranges(&ranges).map_err(|source| MemoryError::Map { size, source })
 }
 
-/// The guest's boot RAM as `memory` describes it: its zones, or `size` bytes of anonymous
-/// memory (shared file memory with `shared`). Either way over the same guest-physical ranges
-/// ([`ram_ranges`] of the total).
+/// What a VM's boot RAM is made of, from its `memory` config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RamBacking {
+    /// `memory.zones`: each zone anonymous or its file.
+    Zones,
+    /// `memory.shared: true`: a shared unnamed file in /dev/shm, or a memfd.
+    SharedFile,
+    /// `memory.shared` unset and no RAM extension: a shared unnamed file in /dev/shm when it
+    /// has room for the RAM (a snapshot into /dev/shm links it instead of copying the RAM:
+    /// kata's templating with any config), else anonymous memory.
+    LinkableIfRoom,
+    /// `memory.shared: false`, or the RAM extension (userfaultfd on private anonymous memory).
+    Anonymous,
+}
+
+impl RamBacking {
+    pub fn of(memory: &crate::config::MemoryConfig) -> Self {
+        if !memory.zones.is_empty() {
+            return Self::Zones;
+        }
+        match memory.shared {
+            Some(true) => Self::SharedFile,
+            Some(false) => Self::Anonymous,
+            None if memory.remote.is_some() => Self::Anonymous,
+            None => Self::LinkableIfRoom,
+        }
+    }
+}
+
+/// The guest's boot RAM as `memory` describes it ([`RamBacking`]), over the same
+/// guest-physical ranges ([`ram_ranges`] of the total) whatever backs it.
 pub fn create_ram(memory: &crate::config::MemoryConfig) -> Result<GuestMemoryMmap, MemoryError> {
-    if !memory.zones.is_empty() {
-        Ok(super::zone_memory::create_zone_memory(&memory.zones)?)
-    } else if memory.shared {
-        Ok(super::zone_memory::create_shared_memory(memory.size)?)
-    } else {
-        create_guest_memory(memory.size)
+    use super::zone_memory::{create_linkable_memory, create_shared_memory, create_zone_memory};
+    match RamBacking::of(memory) {
+        RamBacking::Zones => Ok(create_zone_memory(&memory.zones)?),
+        RamBacking::SharedFile => Ok(create_shared_memory(memory.size)?),
+        RamBacking::LinkableIfRoom => match create_linkable_memory(memory.size)? {
+            Some(mem) => Ok(mem),
+            None => create_guest_memory(memory.size),
+        },
+        RamBacking::Anonymous => create_guest_memory(memory.size),
     }
 }
 
@@ -94,6 +125,60 @@ mod tests {
             r[1],
             (GuestAddress(MMIO_GAP_END), (4 << 30) - MMIO_GAP_START)
         );
+    }
+
+    fn memory(shared: Option<bool>, remote: bool) -> crate::config::MemoryConfig {
+        let mut c = crate::config::VmConfig::default().memory;
+        c.size = 8 << 20;
+        c.shared = shared;
+        c.remote = remote.then(|| {
+            serde_json::from_str(r#"{"servers": "tcp://127.0.0.1:1", "token_file": "/t"}"#).unwrap()
+        });
+        c
+    }
+
+    fn file_backed(mem: &GuestMemoryMmap) -> bool {
+        mem.iter().all(|r| r.file_offset().is_some())
+    }
+
+    #[test]
+    fn ram_backing_follows_shared_and_remote() {
+        use RamBacking::*;
+        assert_eq!(RamBacking::of(&memory(None, false)), LinkableIfRoom);
+        assert_eq!(RamBacking::of(&memory(None, true)), Anonymous);
+        assert_eq!(RamBacking::of(&memory(Some(false), false)), Anonymous);
+        assert_eq!(RamBacking::of(&memory(Some(true), false)), SharedFile);
+        assert!(!file_backed(
+            &create_ram(&memory(Some(false), false)).unwrap()
+        ));
+        assert!(!file_backed(&create_ram(&memory(None, true)).unwrap()));
+        assert!(file_backed(
+            &create_ram(&memory(Some(true), false)).unwrap()
+        ));
+    }
+
+    #[test]
+    fn unset_shared_is_a_file_only_where_dev_shm_has_room() {
+        use super::super::zone_memory::SHARED_RAM_DIR;
+        let path = std::ffi::CString::new(SHARED_RAM_DIR).unwrap();
+        // SAFETY: statvfs is plain data; all-zero is a valid value for statvfs to overwrite.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `path` is NUL-terminated and `st` a valid, writable statvfs.
+        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+            eprintln!("SKIP: no {SHARED_RAM_DIR}: unset memory.shared is anonymous here");
+            assert!(!file_backed(&create_ram(&memory(None, false)).unwrap()));
+            return;
+        }
+        let free = st.f_bavail * st.f_frsize;
+        assert!(
+            free > 8 << 20,
+            "{SHARED_RAM_DIR} has only {free} bytes free"
+        );
+        assert!(file_backed(&create_ram(&memory(None, false)).unwrap()));
+        // More RAM than the tmpfs can hold: anonymous (lazily populated, nothing touched).
+        let mut big = memory(None, false);
+        big.size = (free / PAGE_SIZE + 1) * PAGE_SIZE + (1 << 30);
+        assert!(!file_backed(&create_ram(&big).unwrap()));
     }
 
     #[test]

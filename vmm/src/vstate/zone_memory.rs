@@ -42,7 +42,7 @@ pub enum ZoneMemoryError {
         #[source]
         source: vm_memory::mmap::MmapRegionError,
     },
-    #[error("cannot create the file for shared guest RAM ({size} bytes, memory.shared) in {dir} or as a memfd: {source}", dir = SHARED_RAM_DIR)]
+    #[error("cannot create the file for shared guest RAM ({size} bytes) in {dir} or as a memfd: {source}", dir = SHARED_RAM_DIR)]
     SharedFile {
         size: u64,
         #[source]
@@ -134,37 +134,54 @@ pub const SHARED_RAM_DIR: &str = "/dev/shm";
 /// [`SHARED_RAM_DIR`] (`O_TMPFILE`, so it can still be linked), or from a memfd where that
 /// directory can't hold one (then snapshots copy it in the kernel instead of linking it).
 pub fn create_shared_memory(size: u64) -> Result<GuestMemoryMmap, ZoneMemoryError> {
-    let file = shared_ram_file(size)?;
+    let file = match linkable_ram_file(size) {
+        Some(f) => f,
+        None => {
+            memfd("revenant-ram").map_err(|source| ZoneMemoryError::SharedFile { size, source })?
+        }
+    };
+    map_shared_ram_file(file, size)
+}
+
+/// `memory.shared` unset: like [`create_shared_memory`] when [`SHARED_RAM_DIR`] can hold the
+/// RAM (a snapshot there links it), else `None` (the caller maps anonymous memory: a memfd
+/// would be no cheaper to snapshot).
+pub fn create_linkable_memory(size: u64) -> Result<Option<GuestMemoryMmap>, ZoneMemoryError> {
+    linkable_ram_file(size)
+        .map(|file| map_shared_ram_file(file, size))
+        .transpose()
+}
+
+/// Sizes the (new, empty) `file` to the RAM and maps all of it MAP_SHARED as the guest RAM.
+fn map_shared_ram_file(file: File, size: u64) -> Result<GuestMemoryMmap, ZoneMemoryError> {
+    file.set_len(size)
+        .map_err(|source| ZoneMemoryError::SharedFile { size, source })?;
     map_zones(&[size], &[Some((Arc::new(file), true))])
 }
 
-fn shared_ram_file(size: u64) -> Result<File, ZoneMemoryError> {
-    let shared_err = |source| ZoneMemoryError::SharedFile { size, source };
+/// An unnamed (`O_TMPFILE`), still linkable file in [`SHARED_RAM_DIR`], if that filesystem
+/// has room for `size` bytes now. A full tmpfs would SIGBUS the guest's first touch of a page
+/// it cannot hold, so less room than all of the RAM means no file.
+fn linkable_ram_file(size: u64) -> Option<File> {
     let tmpfile = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .mode(0o600)
         .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
         .open(SHARED_RAM_DIR);
-    // A full tmpfs would SIGBUS the guest's first touch of a page it cannot hold: take the
-    // memfd (limited only by memory) unless the directory has room for all of the RAM now.
-    let tmpfile = match tmpfile.and_then(|f| room_for(&f, size).map(|room| (f, room))) {
+    match tmpfile.and_then(|f| room_for(&f, size).map(|room| (f, room))) {
         Ok((f, true)) => Some(f),
         Ok((_, false)) => {
-            tracing::info!("{SHARED_RAM_DIR} has less than {size} bytes free: shared RAM in a memfd (snapshots copy it)");
+            tracing::info!("{SHARED_RAM_DIR} has less than {size} bytes free: guest RAM not in a linkable file (snapshots copy it)");
             None
         }
         Err(e) => {
-            tracing::debug!("no O_TMPFILE in {SHARED_RAM_DIR} ({e}): shared RAM in a memfd");
+            tracing::debug!(
+                "no O_TMPFILE in {SHARED_RAM_DIR} ({e}): guest RAM not in a linkable file"
+            );
             None
         }
-    };
-    let file = match tmpfile {
-        Some(f) => f,
-        None => memfd("revenant-ram").map_err(shared_err)?,
-    };
-    file.set_len(size).map_err(shared_err)?;
-    Ok(file)
+    }
 }
 
 /// Whether the filesystem of `file` has `size` bytes free for an unprivileged user.
