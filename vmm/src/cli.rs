@@ -165,7 +165,9 @@ impl Cli {
                 hotplugged_size: None,
                 remote: None,
                 zones: Vec::new(),
-                shared: None,
+                // A VM booted from flags has no API socket, so it is never snapshotted: a
+                // linkable /dev/shm file would buy nothing over private anonymous RAM.
+                shared: Some(false),
             },
             payload: Some(payload),
             serial: self.serial.clone(),

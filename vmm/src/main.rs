@@ -6,7 +6,9 @@ use clap::Parser;
 use revenant_vmm::api::server;
 use revenant_vmm::cli::Cli;
 use revenant_vmm::controller::Controller;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 fn main() {
     let cli = Cli::parse();
@@ -22,17 +24,27 @@ fn main() {
 
 fn init_logging(verbose: u8) {
     let level = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
+        0 => LevelFilter::WARN,
+        1 => LevelFilter::INFO,
+        2 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // RUST_LOG as `level` or `target=level,...` directives (tracing's Targets: no regex
+    // engine in the binary, which keeps the VMM's resident text smaller).
+    let (filter, bad_rust_log) = match std::env::var("RUST_LOG").map(|s| s.parse::<Targets>()) {
+        Ok(Ok(t)) => (t, None),
+        Ok(Err(e)) => (Targets::new().with_default(level), Some(e)),
+        Err(_) => (Targets::new().with_default(level), None),
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .finish()
+        .with(filter)
         .init();
+    if let Some(e) = bad_rust_log {
+        tracing::warn!("RUST_LOG ignored ({e}): logging at {level}");
+    }
 }
 
 fn run(cli: Cli) -> Result<i32> {

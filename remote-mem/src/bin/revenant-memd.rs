@@ -114,12 +114,16 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    use tracing_subscriber::{filter, layer::SubscriberExt, util::SubscriberInitExt};
+    // RUST_LOG as `level` or `target=level,...` directives; info when unset or unreadable.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|s| s.parse::<filter::Targets>().ok())
+        .unwrap_or_else(|| filter::Targets::new().with_default(filter::LevelFilter::INFO));
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
         .with_writer(std::io::stderr)
+        .finish()
+        .with(filter)
         .init();
     let cli = Cli::parse();
     match cli.command {

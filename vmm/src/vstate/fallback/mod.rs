@@ -10,7 +10,7 @@
 mod fpu;
 mod registers;
 
-use iced_x86::{Code, Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter, OpKind};
+use iced_x86::{Code, Decoder, DecoderOptions, Instruction, OpKind};
 use kvm_bindings::{kvm_fpu, kvm_regs, kvm_sregs};
 
 pub use fpu::GuestAccess;
@@ -53,11 +53,11 @@ pub fn decode(bytes: &[u8], bitness: u32, rip: u64) -> Option<Instruction> {
     (!instr.is_invalid()).then_some(instr)
 }
 
-/// Intel-syntax text of an instruction, for messages.
+/// The instruction's mnemonic (`xgetbv`), for messages that also show its bytes. (iced's
+/// formatters would add the operands, but their tables are ~150 KiB of resident text in
+/// every VMM.)
 pub fn describe(instr: &Instruction) -> String {
-    let mut out = String::new();
-    IntelFormatter::new().format(instr, &mut out);
-    out
+    format!("{:?}", instr.mnemonic()).to_ascii_lowercase()
 }
 
 /// Carries out `instr` (which the host refused) on the vCPU state and guest memory, or
