@@ -97,3 +97,31 @@ pub fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
+
+/// A `revenant --api-socket` process (binary `revenant`) with a 256 MiB real-mode guest that
+/// halted after its first instructions: the idle VMM whose memory `scripts/bench vmm-start`
+/// measures and whose code `scripts/hot-functions` records. Kill the child when done.
+pub fn idle_vmm(revenant: &Path, dir: &Path) -> (Child, ApiClient) {
+    let socket = dir.join("idle-api.sock");
+    let halt = dir.join("halt.bin");
+    std::fs::write(&halt, crate::guests::real_mode_halt()).expect("write guest");
+    let child = Command::new(revenant)
+        .arg("--api-socket")
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn revenant");
+    let mut client = ApiClient::new(&socket);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.request("GET", "vmm.ping", None).is_err() {
+        assert!(Instant::now() < deadline, "API never came up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let body = crate::vmm_process::test_guest_config(&halt, "real", 256 << 20, "Off", "");
+    assert_eq!(client.put("vm.create", Some(&body)).status, 204);
+    assert_eq!(client.put("vm.boot", None).status, 204);
+    std::thread::sleep(Duration::from_millis(300));
+    (child, client)
+}

@@ -7,10 +7,10 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use revenant_tests::api_client::ApiClient;
+use revenant_tests::bench::idle_vmm;
 use revenant_tests::bins::binary;
 use revenant_tests::guests;
-use revenant_tests::vmm_process::{test_guest_config, wait_with_timeout};
+use revenant_tests::vmm_process::wait_with_timeout;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -77,27 +77,7 @@ fn main() {
 /// Boots a 256 MiB guest that halts, and returns (process RSS, anonymous RSS, (RSS, anonymous
 /// RSS) of the guest RAM mapping) in KiB.
 fn idle_rss(revenant: &std::path::Path, dir: &std::path::Path) -> (u64, u64, (u64, u64)) {
-    let socket = dir.join("api.sock");
-    let halt = dir.join("halt.bin");
-    std::fs::write(&halt, guests::real_mode_halt()).expect("write guest");
-    let mut child = Command::new(revenant)
-        .arg("--api-socket")
-        .arg(&socket)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn revenant");
-    let mut client = ApiClient::new(&socket);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while client.request("GET", "vmm.ping", None).is_err() {
-        assert!(Instant::now() < deadline, "API never came up");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let body = test_guest_config(&halt, "real", 268435456, "Off", "");
-    assert_eq!(client.put("vm.create", Some(&body)).status, 204);
-    assert_eq!(client.put("vm.boot", None).status, 204);
-    std::thread::sleep(Duration::from_millis(300));
+    let (mut child, mut client) = idle_vmm(revenant, dir);
     let pid = child.id();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     let field = |name: &str| -> u64 {
