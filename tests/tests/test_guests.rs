@@ -33,6 +33,34 @@ fn real_mode_guest_prints_on_the_serial_port() {
     assert_eq!(run.status.code(), Some(0), "stderr: {}", run.stderr);
 }
 
+/// `-v` is info, `-vv` debug (the boot stages), none only warnings; RUST_LOG overrides.
+#[test]
+fn verbose_flags_set_the_log_level() {
+    if !kvm_available("verbose_flags_set_the_log_level") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let image = write_guest(dir.path(), "hello.bin", &guests::real_mode_hello("hi"));
+    let image = image.to_str().unwrap();
+    let run = |flags: &[&str]| {
+        let mut args = flags.to_vec();
+        args.extend(["--test-guest", image, "--memory", "16M"]);
+        let run = run_direct(&args, RUN_LIMIT);
+        assert_eq!(run.status.code(), Some(0), "stderr: {}", run.stderr);
+        run.stderr
+    };
+    let quiet = run(&[]);
+    assert!(
+        !quiet.contains("DEBUG") && !quiet.contains("INFO"),
+        "{quiet}"
+    );
+    let debug = run(&["-vv"]);
+    assert!(
+        debug.contains("DEBUG") && debug.contains("stage:"),
+        "{debug}"
+    );
+}
+
 #[test]
 fn serial_output_can_go_to_a_file() {
     if !kvm_available("serial_output_can_go_to_a_file") {

@@ -36,7 +36,10 @@ fn init_logging(verbose: u8) {
         Ok(Err(e)) => (Targets::new().with_default(level), Some(e)),
         Err(_) => (Targets::new().with_default(level), None),
     };
+    // The fmt subscriber's own ceiling (INFO unless raised) would hide -vv's debug events
+    // before the Targets filter sees them: open it fully and let Targets decide.
     tracing_subscriber::fmt()
+        .with_max_level(LevelFilter::TRACE)
         .with_writer(std::io::stderr)
         .with_target(false)
         .finish()

@@ -120,7 +120,9 @@ fn main() -> Result<()> {
         .ok()
         .and_then(|s| s.parse::<filter::Targets>().ok())
         .unwrap_or_else(|| filter::Targets::new().with_default(filter::LevelFilter::INFO));
+    // Open the fmt subscriber's own ceiling (INFO) so that RUST_LOG=debug reaches Targets.
     tracing_subscriber::fmt()
+        .with_max_level(filter::LevelFilter::TRACE)
         .with_writer(std::io::stderr)
         .finish()
         .with(filter)
