@@ -1,8 +1,8 @@
 //! `scripts/hot-functions`: which functions of a `revenant` binary an idle VMM runs, from
 //! process start through `vm.create`, `vm.boot` and a halted guest (the path
-//! `scripts/bench vmm-start` measures). Prints their demangled names without hashes, one per
-//! line, in address order; `vmm/link/cc-hot-first` places them first in the text of release
-//! builds, so the idle VMM touches fewer 64 KiB fault-around windows of its binary.
+//! `scripts/bench vmm-start` measures), with their demangled names without hashes;
+//! `vmm/link/cc-hot-first` places them first in the text whenever it links `revenant`, so an
+//! idle VMM touches fewer 64 KiB fault-around windows of its binary.
 //!
 //! Usage: `hot-functions SCENARIO PROBE_BINARY`, SCENARIO one of `idle` (the above), `api`
 //! (the same VM then `vm.info`, `vm.pause`, `vm.resume`, `vm.counters`, as a shim polls it),
