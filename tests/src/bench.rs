@@ -31,8 +31,13 @@ impl BenchVmm {
 
     /// [`BenchVmm::spawn`] with extra command-line arguments.
     pub fn spawn_with(dir: &Path, name: &str, args: &[&str]) -> BenchVmm {
+        Self::spawn_binary(&binary("revenant"), dir, name, args)
+    }
+
+    /// [`BenchVmm::spawn_with`] of the VMM binary at `revenant` (another build, a probe).
+    pub fn spawn_binary(revenant: &Path, dir: &Path, name: &str, args: &[&str]) -> BenchVmm {
         let socket = dir.join(format!("{name}.sock"));
-        let mut child = Command::new(binary("revenant"))
+        let mut child = Command::new(revenant)
             .arg("--api-socket")
             .arg(&socket)
             .args(args)
@@ -100,28 +105,15 @@ pub fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
 
 /// A `revenant --api-socket` process (binary `revenant`) with a 256 MiB real-mode guest that
 /// halted after its first instructions: the idle VMM whose memory `scripts/bench vmm-start`
-/// measures and whose code `scripts/hot-functions` records. Kill the child when done.
-pub fn idle_vmm(revenant: &Path, dir: &Path) -> (Child, ApiClient) {
-    let socket = dir.join("idle-api.sock");
+/// measures and whose code `scripts/hot-functions` records. Its API socket is `idle.sock` in
+/// `dir`.
+pub fn idle_vmm(revenant: &Path, dir: &Path) -> BenchVmm {
     let halt = dir.join("halt.bin");
     std::fs::write(&halt, crate::guests::real_mode_halt()).expect("write guest");
-    let child = Command::new(revenant)
-        .arg("--api-socket")
-        .arg(&socket)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn revenant");
-    let mut client = ApiClient::new(&socket);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while client.request("GET", "vmm.ping", None).is_err() {
-        assert!(Instant::now() < deadline, "API never came up");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut vmm = BenchVmm::spawn_binary(revenant, dir, "idle", &[]);
     let body = crate::vmm_process::test_guest_config(&halt, "real", 256 << 20, "Off", "");
-    assert_eq!(client.put("vm.create", Some(&body)).status, 204);
-    assert_eq!(client.put("vm.boot", None).status, 204);
+    assert_eq!(vmm.client.put("vm.create", Some(&body)).status, 204);
+    assert_eq!(vmm.client.put("vm.boot", None).status, 204);
     std::thread::sleep(Duration::from_millis(300));
-    (child, client)
+    vmm
 }

@@ -33,7 +33,7 @@ fn real_mode_guest_prints_on_the_serial_port() {
     assert_eq!(run.status.code(), Some(0), "stderr: {}", run.stderr);
 }
 
-/// `-v` is info, `-vv` debug (the boot stages), none only warnings; RUST_LOG overrides.
+/// Without `-v` the VMM logs only warnings; `-vv` adds debug events (the boot stages).
 #[test]
 fn verbose_flags_set_the_log_level() {
     if !kvm_available("verbose_flags_set_the_log_level") {

@@ -7,15 +7,10 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use revenant_tests::bench::idle_vmm;
+use revenant_tests::bench::{idle_vmm, percentile};
 use revenant_tests::bins::binary;
 use revenant_tests::guests;
 use revenant_tests::vmm_process::wait_with_timeout;
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
-}
 
 fn main() {
     let runs: usize = std::env::var("RUNS")
@@ -52,7 +47,8 @@ fn main() {
         eprintln!("run {i}: {elapsed:.3} ms");
         samples.push(elapsed);
     }
-    samples.sort_by(|a, b| a.total_cmp(b));
+    let min = samples.iter().copied().fold(f64::INFINITY, f64::min);
+    let (p50, p90) = (percentile(samples.clone(), 0.5), percentile(samples, 0.9));
 
     let (rss_kib, anon_kib, (guest_kib, guest_anon_kib)) = idle_rss(&revenant, dir.path());
     let overhead_mib = rss_kib.saturating_sub(guest_kib) as f64 / 1024.0;
@@ -61,15 +57,10 @@ fn main() {
     // or, by default, a /dev/shm file).
     let private_mib = anon_kib.saturating_sub(guest_anon_kib) as f64 / 1024.0;
     eprintln!(
-        "start p50 {:.3} ms, p90 {:.3} ms, min {:.3} ms; idle 256 MiB guest: RSS {rss_kib} KiB (anonymous {anon_kib} KiB), guest-touched {guest_kib} KiB",
-        percentile(&samples, 0.5),
-        percentile(&samples, 0.9),
-        samples[0]
+        "start p50 {p50:.3} ms, p90 {p90:.3} ms, min {min:.3} ms; idle 256 MiB guest: RSS {rss_kib} KiB (anonymous {anon_kib} KiB), guest-touched {guest_kib} KiB"
     );
     println!(
-        "{{\"start_to_first_insn_p50_ms\": {:.3}, \"start_to_first_insn_p90_ms\": {:.3}, \"runs\": {runs}, \"rss_overhead_mib\": {overhead_mib:.3}, \"private_anon_mib\": {private_mib:.3}, \"rss_total_mib\": {:.3}}}",
-        percentile(&samples, 0.5),
-        percentile(&samples, 0.9),
+        "{{\"start_to_first_insn_p50_ms\": {p50:.3}, \"start_to_first_insn_p90_ms\": {p90:.3}, \"runs\": {runs}, \"rss_overhead_mib\": {overhead_mib:.3}, \"private_anon_mib\": {private_mib:.3}, \"rss_total_mib\": {:.3}}}",
         rss_kib as f64 / 1024.0
     );
 }
@@ -77,8 +68,8 @@ fn main() {
 /// Boots a 256 MiB guest that halts, and returns (process RSS, anonymous RSS, (RSS, anonymous
 /// RSS) of the guest RAM mapping) in KiB.
 fn idle_rss(revenant: &std::path::Path, dir: &std::path::Path) -> (u64, u64, (u64, u64)) {
-    let (mut child, mut client) = idle_vmm(revenant, dir);
-    let pid = child.id();
+    let mut vmm = idle_vmm(revenant, dir);
+    let pid = vmm.child.id();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     let field = |name: &str| -> u64 {
         status
@@ -89,9 +80,8 @@ fn idle_rss(revenant: &std::path::Path, dir: &std::path::Path) -> (u64, u64, (u6
     };
     let (rss, anon) = (field("VmRSS:"), field("RssAnon:"));
     let guest = guest_mapping_rss(pid, 256 << 20);
-    let _ = client.request("PUT", "vmm.shutdown", None);
-    let _ = wait_with_timeout(&mut child, Duration::from_secs(5));
-    let _ = child.kill();
+    let _ = vmm.client.request("PUT", "vmm.shutdown", None);
+    let _ = wait_with_timeout(&mut vmm.child, Duration::from_secs(5));
     (rss, anon, guest)
 }
 

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use revenant_tests::bench::idle_vmm;
+use revenant_tests::bench::{idle_vmm, BenchVmm};
 
 const PAGE: u64 = 4096;
 
@@ -35,10 +35,9 @@ fn main() {
     };
     let probe = PathBuf::from(probe).canonicalize().expect("probe binary");
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = run_scenario(scenario, &probe, dir.path());
-    let (base, executed) = executed_pages(child.id(), &probe);
-    let _ = child.kill();
-    let _ = child.wait();
+    let vmm = run_scenario(scenario, &probe, dir.path());
+    let (base, executed) = executed_pages(vmm.pid(), &probe);
+    drop(vmm);
     eprintln!("{scenario}: {} text pages executed", executed.len());
 
     let mut out = std::io::stdout().lock();
@@ -53,13 +52,37 @@ fn main() {
     eprintln!("{scenario}: {count} functions ({} KiB) ran", bytes / 1024);
 }
 
+/// The probe VMM of a scenario, killed when dropped.
+enum Running {
+    Api(BenchVmm),
+    Flags(Child),
+}
+
+impl Running {
+    fn pid(&self) -> u32 {
+        match self {
+            Running::Api(vmm) => vmm.child.id(),
+            Running::Flags(child) => child.id(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Running::Flags(child) = self {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Starts the probe VMM and drives it through `scenario`; returns it still running.
-fn run_scenario(scenario: &str, probe: &Path, dir: &Path) -> Child {
+fn run_scenario(scenario: &str, probe: &Path, dir: &Path) -> Running {
     match scenario {
-        "idle" => idle_vmm(probe, dir).0,
+        "idle" => Running::Api(idle_vmm(probe, dir)),
         "api" | "curl" => {
-            let (child, mut client) = idle_vmm(probe, dir);
-            let socket = dir.join("idle-api.sock");
+            let mut vmm = idle_vmm(probe, dir);
+            let socket = dir.join("idle.sock");
             for (method, action) in [
                 ("GET", "vm.info"),
                 ("PUT", "vm.pause"),
@@ -71,11 +94,14 @@ fn run_scenario(scenario: &str, probe: &Path, dir: &Path) -> Child {
                 if scenario == "curl" {
                     curl(&socket, method, action);
                 } else {
-                    let r = client.request(method, action, None).expect("API request");
+                    let r = vmm
+                        .client
+                        .request(method, action, None)
+                        .expect("API request");
                     assert!(r.status < 300, "{action}: {}", r.status);
                 }
             }
-            child
+            Running::Api(vmm)
         }
         "cli" => {
             let halt = dir.join("halt.bin");
@@ -90,7 +116,7 @@ fn run_scenario(scenario: &str, probe: &Path, dir: &Path) -> Child {
                 .spawn()
                 .expect("spawn revenant");
             std::thread::sleep(Duration::from_millis(300));
-            child
+            Running::Flags(child)
         }
         other => panic!("unknown scenario {other}"),
     }

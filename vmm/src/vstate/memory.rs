@@ -159,17 +159,12 @@ mod tests {
 
     #[test]
     fn unset_shared_is_a_file_only_where_dev_shm_has_room() {
-        use super::super::zone_memory::SHARED_RAM_DIR;
-        let path = std::ffi::CString::new(SHARED_RAM_DIR).unwrap();
-        // SAFETY: statvfs is plain data; all-zero is a valid value for statvfs to overwrite.
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        // SAFETY: `path` is NUL-terminated and `st` a valid, writable statvfs.
-        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        use super::super::zone_memory::{free_bytes, SHARED_RAM_DIR};
+        let Ok(free) = std::fs::File::open(SHARED_RAM_DIR).and_then(|d| free_bytes(&d)) else {
             eprintln!("SKIP: no {SHARED_RAM_DIR}: unset memory.shared is anonymous here");
             assert!(!file_backed(&create_ram(&memory(None, false)).unwrap()));
             return;
-        }
-        let free = st.f_bavail * st.f_frsize;
+        };
         assert!(
             free > 8 << 20,
             "{SHARED_RAM_DIR} has only {free} bytes free"

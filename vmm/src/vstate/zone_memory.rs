@@ -186,13 +186,18 @@ fn linkable_ram_file(size: u64) -> Option<File> {
 
 /// Whether the filesystem of `file` has `size` bytes free for an unprivileged user.
 fn room_for(file: &File, size: u64) -> std::io::Result<bool> {
+    Ok(free_bytes(file)? >= size)
+}
+
+/// Bytes free for an unprivileged user on the filesystem of `file` (a file or a directory).
+pub(crate) fn free_bytes(file: &File) -> std::io::Result<u64> {
     // SAFETY: statvfs is plain data; all-zero is a valid value for fstatvfs to overwrite.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: the descriptor is open for the call and `st` is a valid, writable statvfs.
     if unsafe { libc::fstatvfs(file.as_raw_fd(), &mut st) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(st.f_bavail.saturating_mul(st.f_frsize) >= size)
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 fn memfd(name: &str) -> std::io::Result<File> {
